@@ -1,0 +1,15 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! xen-on-kvm: host unmodified Xen HVM guests on KVM.
+//!
+//! This facade re-exports the workspace's crates so that a VMM can depend on
+//! one package; each crate can also be used on its own.
+//!
+//! | module | crate | what it holds |
+//! |---|---|---|
+//! | [`abi`] | `xen-abi` | the Xen public ABI as Rust data |
+
+#![deny(missing_docs)]
+
+pub use xen_abi as abi;
