@@ -9,7 +9,9 @@
 //! | module | crate | what it holds |
 //! |---|---|---|
 //! | [`abi`] | `xen-abi` | the Xen public ABI as Rust data |
+//! | [`cpuid`] | `xen-cpuid` | the Xen CPUID leaves, applied to a KVM `CpuId` |
 
 #![deny(missing_docs)]
 
 pub use xen_abi as abi;
+pub use xen_cpuid as cpuid;
