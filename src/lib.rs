@@ -10,6 +10,8 @@
 //! |---|---|---|
 //! | [`abi`] | `xen-abi` | the Xen public ABI as Rust data |
 //! | [`cpuid`] | `xen-cpuid` | the Xen CPUID leaves, applied to a KVM `CpuId` |
+//!
+//! The example in `examples/` boots a guest under KVM; see the README.
 
 #![deny(missing_docs)]
 

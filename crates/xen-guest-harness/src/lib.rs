@@ -1,0 +1,428 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Runs small freestanding guest programs under KVM and collects what they
+//! report. This is the base of the xen-on-kvm conformance suite.
+//!
+//! A guest is a `#![no_std]` Rust program in `guest/bin/<name>.rs`, built by
+//! this crate's build script against the runtime in `guest/rt.rs` and
+//! embedded as [`guests::NAME`](guests). [`Runner`] loads it into a fresh
+//! VM (in-kernel irqchip, 64-bit mode, identity paging over 4 GiB, a GDT and
+//! TSS, see [`layout`]), runs it, and returns an [`Outcome`]: the console
+//! text the guest printed and how the run ended.
+//!
+//! ```no_run
+//! use xen_guest_harness::{Runner, guests};
+//! let outcome = Runner::new(guests::CPUID).run().unwrap();
+//! outcome.assert_status(0);
+//! for line in outcome.lines_with("cpuid ") {
+//!     println!("{line}");
+//! }
+//! ```
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod layout;
+
+use std::io::Cursor;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use linux_loader::loader::{KernelLoader, elf::Elf};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+/// Port whose bytes form the guest's console (must match `guest/rt.rs`).
+pub const CONSOLE_PORT: u16 = 0xe9;
+/// Port whose 32-bit write ends the run (must match `guest/rt.rs`).
+pub const EXIT_PORT: u16 = 0xf4;
+/// Status the guest runtime reports when the guest panics.
+pub const STATUS_PANIC: u32 = 0xdead_0001;
+/// Status base the guest runtime reports for an exception (plus vector).
+pub const STATUS_EXCEPTION: u32 = 0xdead_0100;
+/// Most console bytes kept from one run; a guest printing more is stopped.
+pub const CONSOLE_LIMIT: usize = 16 << 20;
+
+/// A guest program embedded in this crate.
+#[derive(Clone, Copy, Debug)]
+pub struct Guest {
+    /// Its name (the file stem under `guest/bin/`).
+    pub name: &'static str,
+    /// The linked ELF64 image.
+    pub elf: &'static [u8],
+}
+
+/// The guests built from `guest/bin/`.
+pub mod guests {
+    use super::Guest;
+    include!(concat!(env!("OUT_DIR"), "/guest/index.rs"));
+}
+
+/// Errors of the harness itself (not of the guest).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `/dev/kvm` could not be opened.
+    #[error("Cannot open /dev/kvm")]
+    OpenKvm(#[source] kvm_ioctls::Error),
+    /// A KVM ioctl failed.
+    #[error("KVM ioctl {what} failed")]
+    Kvm {
+        /// Which ioctl.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// Guest memory could not be created or written.
+    #[error("Guest memory setup failed")]
+    Memory(#[source] vm_memory::GuestMemoryError),
+    /// Guest memory could not be mapped.
+    #[error("Guest memory mapping failed")]
+    Mmap(#[source] vm_memory::mmap::FromRangesError),
+    /// The guest image could not be loaded.
+    #[error("Cannot load guest image {name}")]
+    Load {
+        /// The guest's name.
+        name: &'static str,
+        /// The loader error.
+        #[source]
+        source: linux_loader::loader::Error,
+    },
+    /// The CPUID hook refused the table.
+    #[error("The CPUID hook failed: {0}")]
+    Cpuid(String),
+    /// The vCPU thread died.
+    #[error("The vCPU thread panicked")]
+    VcpuThread,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The guest wrote this status to the exit port.
+    Status(u32),
+    /// The vCPU shut down (triple fault).
+    Shutdown,
+    /// The run exceeded its timeout.
+    Timeout,
+    /// KVM reported an internal error (for example an instruction its
+    /// emulator cannot handle), with its sub-error code.
+    InternalError(u32),
+    /// VM entry failed with this hardware reason.
+    FailEntry(u64),
+    /// The guest printed more than [`CONSOLE_LIMIT`] bytes.
+    ConsoleOverflow,
+    /// Any other exit the harness does not expect.
+    Unexpected(String),
+}
+
+/// Counts of the exits a run took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitCounts {
+    /// Port I/O exits (all ports).
+    pub pio: u64,
+    /// MMIO exits.
+    pub mmio: u64,
+    /// Port I/O to ports nobody handles.
+    pub unhandled_pio: u64,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The guest that ran.
+    pub guest: &'static str,
+    /// Everything the guest printed on the console port.
+    pub console: String,
+    /// How the run ended.
+    pub end: End,
+    /// Exit counts.
+    pub exits: ExitCounts,
+    /// The guest's RIP when the run ended.
+    pub rip: u64,
+    /// Wall time of the run (VM creation to end).
+    pub wall: Duration,
+}
+
+impl Outcome {
+    /// The exit status, if the guest wrote one.
+    pub fn status(&self) -> Option<u32> {
+        match self.end {
+            End::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Panics with the guest's console unless it ended with `status`.
+    #[track_caller]
+    pub fn assert_status(&self, status: u32) {
+        assert_eq!(
+            self.end,
+            End::Status(status),
+            "guest {} ended badly (rip {:#x}); console:\n{}",
+            self.guest,
+            self.rip,
+            self.console
+        );
+    }
+
+    /// Console lines starting with `prefix`, with the prefix removed.
+    pub fn lines_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.console
+            .lines()
+            .filter_map(move |l| l.strip_prefix(prefix))
+    }
+}
+
+/// Whether KVM-backed tests can run here. Without `/dev/kvm` this prints a
+/// loud skip message and returns false, except when `CI=true`, where a
+/// missing `/dev/kvm` is a failure (it panics).
+pub fn kvm_available(test: &str) -> bool {
+    match std::fs::metadata("/dev/kvm") {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{test}: /dev/kvm is required in CI but unavailable: {e}");
+            }
+            eprintln!("\n*** SKIPPED {test}: /dev/kvm unavailable ({e}) ***\n");
+            false
+        }
+    }
+}
+
+type CpuidHook = Box<dyn FnOnce(&mut CpuId) -> Result<(), String> + Send>;
+
+/// Runs one guest in a fresh VM.
+pub struct Runner {
+    guest: Guest,
+    memory: usize,
+    timeout: Duration,
+    arg: u64,
+    cpuid: Option<CpuidHook>,
+}
+
+impl Runner {
+    /// A runner with 32 MiB of RAM, a 60 s timeout and KVM's supported CPUID.
+    pub fn new(guest: Guest) -> Self {
+        Self {
+            guest,
+            memory: 32 << 20,
+            timeout: Duration::from_secs(60),
+            arg: 0,
+            cpuid: None,
+        }
+    }
+
+    /// Sets the guest RAM size in bytes (at least 4 MiB).
+    pub fn memory(mut self, bytes: usize) -> Self {
+        self.memory = bytes.max(4 << 20);
+        self
+    }
+
+    /// Sets the run's timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the argument the guest receives (`Start::arg`, RSI at entry).
+    pub fn arg(mut self, arg: u64) -> Self {
+        self.arg = arg;
+        self
+    }
+
+    /// Edits the CPUID table (KVM's supported one) before it is set.
+    pub fn cpuid(
+        mut self,
+        hook: impl FnOnce(&mut CpuId) -> Result<(), String> + Send + 'static,
+    ) -> Self {
+        self.cpuid = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs the guest to its end.
+    pub fn run(self) -> Result<Outcome, Error> {
+        let start = Instant::now();
+        let kvm = Kvm::new().map_err(Error::OpenKvm)?;
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let mem = setup_memory(&vm, self.memory)?;
+        vm.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let entry = load(&mem, self.guest)?;
+
+        let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let mut cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        if let Some(hook) = self.cpuid {
+            hook(&mut cpuid).map_err(Error::Cpuid)?;
+        }
+        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        layout::long_mode_sregs(&mut sregs);
+        vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+        vcpu.set_regs(&layout::entry_regs(entry, 0, self.arg))
+            .map_err(kvm_err("KVM_SET_REGS"))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = mpsc::channel();
+        let guest = self.guest.name;
+        let stop_vcpu = stop.clone();
+        install_kick_handler();
+        let handle = thread::Builder::new()
+            .name(format!("vcpu0-{guest}"))
+            .spawn(move || {
+                let r = vcpu_loop(&mut vcpu, &stop_vcpu);
+                let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                let _ = done_tx.send(());
+                (r, rip)
+            })
+            .expect("spawn vCPU thread");
+
+        if done_rx.recv_timeout(self.timeout).is_err() {
+            stop.store(true, Ordering::SeqCst);
+            // The kick can land before KVM_RUN is entered: repeat it until
+            // the thread has noticed.
+            while done_rx.recv_timeout(Duration::from_millis(5)).is_err() {
+                let _ = handle.kill(kick_signal());
+            }
+        }
+        let (result, rip) = handle.join().map_err(|_| Error::VcpuThread)?;
+        let (console, end, exits) = result?;
+        drop(vm);
+        Ok(Outcome {
+            guest,
+            console: String::from_utf8_lossy(&console).into_owned(),
+            end,
+            exits,
+            rip,
+            wall: start.elapsed(),
+        })
+    }
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |source| Error::Kvm { what, source }
+}
+
+fn setup_memory(vm: &VmFd, size: usize) -> Result<GuestMemoryMmap, Error> {
+    let mem: GuestMemoryMmap =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)]).map_err(Error::Mmap)?;
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(Error::Memory)?;
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is mapped for the lifetime of `mem`, which the
+        // caller keeps alive for as long as the VM runs.
+        unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    layout::write_tables(&mem).map_err(Error::Memory)?;
+    Ok(mem)
+}
+
+fn load<M: GuestMemoryBackend>(mem: &M, guest: Guest) -> Result<u64, Error> {
+    let r = Elf::load(
+        mem,
+        None,
+        &mut Cursor::new(guest.elf),
+        Some(GuestAddress(layout::IMAGE_START)),
+    )
+    .map_err(|source| Error::Load {
+        name: guest.name,
+        source,
+    })?;
+    Ok(r.kernel_load.0)
+}
+
+fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        register_signal_handler(kick_signal(), kick_handler)
+            .expect("register the vCPU kick signal handler");
+    });
+}
+
+type LoopResult = Result<(Vec<u8>, End, ExitCounts), Error>;
+
+fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool) -> LoopResult {
+    let mut console = Vec::new();
+    let mut counts = ExitCounts::default();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok((console, End::Timeout, counts));
+        }
+        let exit = match vcpu.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(source) => {
+                return Err(Error::Kvm {
+                    what: "KVM_RUN",
+                    source,
+                });
+            }
+        };
+        let end = match exit {
+            VcpuExit::IoOut(port, data) => {
+                counts.pio += 1;
+                match port {
+                    CONSOLE_PORT => {
+                        console.extend_from_slice(data);
+                        (console.len() > CONSOLE_LIMIT).then_some(End::ConsoleOverflow)
+                    }
+                    EXIT_PORT if data.len() == 4 => Some(End::Status(u32::from_le_bytes(
+                        data.try_into().expect("4 bytes"),
+                    ))),
+                    _ => {
+                        counts.unhandled_pio += 1;
+                        None
+                    }
+                }
+            }
+            VcpuExit::IoIn(_, data) => {
+                counts.pio += 1;
+                counts.unhandled_pio += 1;
+                data.fill(0xff);
+                None
+            }
+            VcpuExit::MmioRead(_, data) => {
+                counts.mmio += 1;
+                data.fill(0xff);
+                None
+            }
+            VcpuExit::MmioWrite(..) => {
+                counts.mmio += 1;
+                None
+            }
+            VcpuExit::Intr => None,
+            VcpuExit::Shutdown => Some(End::Shutdown),
+            VcpuExit::FailEntry(reason, _) => Some(End::FailEntry(reason)),
+            VcpuExit::InternalError => {
+                // SAFETY: the exit reason says the `internal` member is valid.
+                let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                Some(End::InternalError(sub))
+            }
+            other => Some(End::Unexpected(format!("{other:?}"))),
+        };
+        if let Some(end) = end {
+            return Ok((console, end, counts));
+        }
+    }
+}
