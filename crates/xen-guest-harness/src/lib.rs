@@ -96,6 +96,9 @@ pub enum Error {
     /// The CPUID hook refused the table.
     #[error("The CPUID hook failed: {0}")]
     Cpuid(String),
+    /// The VM setup hook failed.
+    #[error("The VM setup hook failed: {0}")]
+    VmSetup(String),
     /// The vCPU thread died.
     #[error("The vCPU thread panicked")]
     VcpuThread,
@@ -195,7 +198,24 @@ pub fn kvm_available(test: &str) -> bool {
     }
 }
 
+/// The `KVM_CAP_XEN_HVM` flags of this host's KVM (0 when it has no Xen
+/// support, as on the development machines).
+pub fn xen_hvm_caps() -> Result<u32, Error> {
+    let kvm = Kvm::new().map_err(Error::OpenKvm)?;
+    Ok(kvm.check_extension_int(kvm_ioctls::Cap::XenHvm).max(0) as u32)
+}
+
+/// Whether this process runs inside the nested lab (`lab/run` sets
+/// `XEN_ON_KVM_LAB=1`), where kernel-intercept tests must not skip.
+pub fn in_lab() -> bool {
+    std::env::var("XEN_ON_KVM_LAB").is_ok_and(|v| v == "1")
+}
+
 type CpuidHook = Box<dyn FnOnce(&mut CpuId) -> Result<(), String> + Send>;
+type VmHook = Box<dyn FnOnce(&VmFd) -> Result<(), String> + Send>;
+/// A handler for exits the harness does not know: gets the exit reason and
+/// the vCPU's `kvm_run`, returns whether it handled the exit.
+pub type ExitHook = Box<dyn FnMut(u32, &mut kvm_bindings::kvm_run) -> bool + Send>;
 
 /// Runs one guest in a fresh VM.
 pub struct Runner {
@@ -204,6 +224,8 @@ pub struct Runner {
     timeout: Duration,
     arg: u64,
     cpuid: Option<CpuidHook>,
+    vm_setup: Option<VmHook>,
+    on_exit: Option<ExitHook>,
 }
 
 impl Runner {
@@ -215,6 +237,8 @@ impl Runner {
             timeout: Duration::from_secs(60),
             arg: 0,
             cpuid: None,
+            vm_setup: None,
+            on_exit: None,
         }
     }
 
@@ -245,6 +269,25 @@ impl Runner {
         self
     }
 
+    /// Configures the VM (after the irqchip, before the vCPU), for example
+    /// with `KVM_XEN_HVM_CONFIG`.
+    pub fn vm_setup(
+        mut self,
+        hook: impl FnOnce(&VmFd) -> Result<(), String> + Send + 'static,
+    ) -> Self {
+        self.vm_setup = Some(Box::new(hook));
+        self
+    }
+
+    /// Handles exits the harness does not know (such as `KVM_EXIT_XEN`).
+    pub fn on_exit(
+        mut self,
+        hook: impl FnMut(u32, &mut kvm_bindings::kvm_run) -> bool + Send + 'static,
+    ) -> Self {
+        self.on_exit = Some(Box::new(hook));
+        self
+    }
+
     /// Runs the guest to its end.
     pub fn run(self) -> Result<Outcome, Error> {
         let start = Instant::now();
@@ -253,6 +296,9 @@ impl Runner {
         let mem = setup_memory(&vm, self.memory)?;
         vm.create_irq_chip()
             .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        if let Some(hook) = self.vm_setup {
+            hook(&vm).map_err(Error::VmSetup)?;
+        }
         let entry = load(&mem, self.guest)?;
 
         let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
@@ -273,11 +319,12 @@ impl Runner {
         let (done_tx, done_rx) = mpsc::channel();
         let guest = self.guest.name;
         let stop_vcpu = stop.clone();
+        let mut on_exit = self.on_exit;
         install_kick_handler();
         let handle = thread::Builder::new()
             .name(format!("vcpu0-{guest}"))
             .spawn(move || {
-                let r = vcpu_loop(&mut vcpu, &stop_vcpu);
+                let r = vcpu_loop(&mut vcpu, &stop_vcpu, &mut on_exit);
                 let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
                 let _ = done_tx.send(());
                 (r, rip)
@@ -362,7 +409,7 @@ fn install_kick_handler() {
 
 type LoopResult = Result<(Vec<u8>, End, ExitCounts), Error>;
 
-fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool) -> LoopResult {
+fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool, on_exit: &mut Option<ExitHook>) -> LoopResult {
     let mut console = Vec::new();
     let mut counts = ExitCounts::default();
     loop {
@@ -418,6 +465,13 @@ fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool) -> LoopResult {
                 // SAFETY: the exit reason says the `internal` member is valid.
                 let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                 Some(End::InternalError(sub))
+            }
+            VcpuExit::Unsupported(reason) => {
+                let handled = match on_exit {
+                    Some(hook) => hook(reason, vcpu.get_kvm_run()),
+                    None => false,
+                };
+                (!handled).then(|| End::Unexpected(format!("exit reason {reason}")))
             }
             other => Some(End::Unexpected(format!("{other:?}"))),
         };

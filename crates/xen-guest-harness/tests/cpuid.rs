@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use kvm_bindings::{CpuId, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, kvm_cpuid_entry2};
-use xen_abi::cpuid::KVM_CPUID_SIGNATURE;
+use xen_abi::cpuid::{KVM_CPUID_SIGNATURE, TscScale};
 use xen_cpuid::{XenCpuid, XenCpuidConfig, XenVersion};
 use xen_guest_harness::{Outcome, Runner, guests, kvm_available};
 
@@ -47,12 +47,44 @@ fn run(xen: XenCpuid, extra: Vec<kvm_cpuid_entry2>) -> (Outcome, Seen) {
     (o, seen)
 }
 
+/// A KVM built with Xen support (`KVM_CAP_XEN_HVM` != 0, as in the lab)
+/// writes the vCPU's own TSC scale into sub-leaf 1 ECX/EDX and its TSC kHz
+/// into sub-leaf 2 EAX of the Xen TSC leaf (at set time up to Linux 6.14,
+/// at CPUID time since 6.15). Those registers must then be consistent
+/// with each other rather than equal to what we set.
+fn kernel_owned_tsc(xen: &XenCpuid, seen: &Seen, want: &mut [u32; 4], leaf: (u32, u32)) {
+    if xen_guest_harness::xen_hvm_caps().unwrap() == 0 {
+        return;
+    }
+    let tsc = xen.base() + 3;
+    let sub1 = seen[&(tsc, 1)];
+    let khz = seen[&(tsc, 2)][0];
+    let scale = TscScale {
+        mul: sub1[2],
+        shift: sub1[3] as i32 as i8,
+    };
+    assert!(
+        scale.mul >= 0x8000_0000,
+        "kernel TSC scale not normalised: {sub1:x?}"
+    );
+    assert!(
+        scale.tsc_khz().abs_diff(u64::from(khz)) * 100 <= u64::from(khz),
+        "kernel TSC scale {scale:?} disagrees with its {khz} kHz"
+    );
+    match leaf {
+        (f, 1) if f == tsc => (want[2], want[3]) = (sub1[2], sub1[3]),
+        (f, 2) if f == tsc => want[0] = khz,
+        _ => {}
+    }
+}
+
 /// The guest saw every Xen leaf as the crate built it; sub-leaves an
 /// indexed leaf does not list read as zero; no KVM signature anywhere.
 fn check(xen: &XenCpuid, o: &Outcome, seen: &Seen) {
     assert_eq!(seen.len(), 0x200 * 4, "guest did not report every leaf");
     for e in xen.leaves(0) {
-        let want = [e.eax, e.ebx, e.ecx, e.edx];
+        let mut want = [e.eax, e.ebx, e.ecx, e.edx];
+        kernel_owned_tsc(xen, seen, &mut want, (e.function, e.index));
         if e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0 {
             assert_eq!(
                 seen[&(e.function, e.index)],
