@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use kvm_bindings::{KVM_EXIT_XEN, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, kvm_run, kvm_xen_hvm_config};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use xen_abi::cpuid::XEN_HYPERCALL_MSR;
-use xen_guest_harness::{Runner, guests, in_lab, kvm_available, xen_hvm_caps};
+use xen_guest_harness::{Runner, guests, in_lab, kvm_available, skip, xen_hvm_caps};
 
 mod ioctls {
     //! The one Xen ioctl this test needs (kvm-ioctls has none).
@@ -50,9 +50,12 @@ fn test_kernel_intercept_vmcall_vmmcall_64_and_32_bit_exit_as_xen() {
             !in_lab(),
             "{name}: the lab's KVM lacks INTERCEPT_HCALL ({caps:#x})"
         );
-        eprintln!(
-            "\n*** SKIPPED {name}: this KVM has no in-kernel Xen (KVM_CAP_XEN_HVM = {caps:#x}); \
-             it runs in the nested lab (lab/run) ***\n"
+        skip(
+            name,
+            &format!(
+                "this KVM has no in-kernel Xen (KVM_CAP_XEN_HVM = {caps:#x}); \
+                 it runs in the nested lab (lab/run)"
+            ),
         );
         return;
     }
