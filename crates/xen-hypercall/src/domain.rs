@@ -1,0 +1,274 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The per-domain state the hypercall families share.
+//!
+//! Each family keeps its own private state; what several of them need
+//! lives here behind one lock: where shared_info is, which layout is
+//! latched (64- or 32-bit, `xen-abi.md` §1.2), the HVM parameters, each
+//! vCPU's registered areas and timers, the latched shutdown code.
+//! The lock is never held across a guest-memory access that can fault
+//! back into the VMM or across `KVM_RUN`.
+
+use std::sync::{Mutex, MutexGuard};
+
+use xen_abi::features::XenFeatures;
+use xen_abi::hvm::HVM_NR_PARAMS;
+use xen_abi::memory::{E820Entry, E820Type};
+use xen_abi::xen::{DomId, XEN_LEGACY_MAX_VCPUS};
+
+use crate::env::Env;
+
+/// Guest-physical page size.
+pub const PAGE_SIZE: u64 = 4096;
+/// Bytes of one `vcpu_info` inside shared_info.
+pub const VCPU_INFO_SIZE: u64 = 64;
+
+/// How the VMM describes the domain (configuration, not state: it is not
+/// part of a snapshot; the destination VMM is configured the same way).
+#[derive(Clone, Debug)]
+pub struct DomainConfig {
+    /// The guest's domain id (never 0, which is the VMM's side).
+    pub domid: DomId,
+    /// Number of vCPUs; Xen vCPU ids are `0..vcpus`.
+    pub vcpus: u32,
+    /// `XENVER_version`: `major << 16 | minor`.
+    pub version: u32,
+    /// `XENVER_extraversion`, e.g. ".0".
+    pub extraversion: String,
+    /// The feature bits `XENVER_get_features` reports (submap 0).
+    pub features: XenFeatures,
+    /// The guest's memory map (`XENMEM_memory_map`).
+    pub memory_map: Vec<E820Entry>,
+    /// Most pages the domain may hold (`XENMEM_maximum_reservation`).
+    pub max_pages: u64,
+    /// Domain handle (`XENVER_guest_handle`).
+    pub uuid: [u8; 16],
+    /// Xen command line (`XENVER_commandline`).
+    pub commandline: String,
+}
+
+impl DomainConfig {
+    /// A domain of `vcpus` vCPUs claiming Xen `version` with this memory
+    /// map; features are those this crate implements.
+    pub fn new(vcpus: u32, version: u32, memory_map: Vec<E820Entry>) -> Self {
+        let ram_pages = memory_map
+            .iter()
+            .filter(|e| e.kind() == Ok(E820Type::Ram))
+            .map(|e| e.size / PAGE_SIZE)
+            .sum();
+        Self {
+            domid: 1,
+            vcpus,
+            version,
+            extraversion: ".0".into(),
+            features: XenFeatures::WRITABLE_PAGE_TABLES
+                | XenFeatures::AUTO_TRANSLATED_PHYSMAP
+                | XenFeatures::HVM_SAFE_PVCLOCK,
+            memory_map,
+            max_pages: ram_pages,
+            uuid: [0; 16],
+            commandline: String::new(),
+        }
+    }
+}
+
+/// A guest area registered by address (runstate, secondary time info).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct GuestArea {
+    /// The address the guest gave (linear, re-translated on each update as
+    /// Xen does, or physical for the `*_phys_area` ops).
+    pub addr: u64,
+    /// Whether `addr` is guest-physical.
+    pub physical: bool,
+    /// Whether the guest registered it with the 64-bit layout.
+    pub long_mode: bool,
+}
+
+/// What one vCPU has registered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct VcpuState {
+    /// GPA of the vcpu_info registered with `VCPUOP_register_vcpu_info`.
+    pub vcpu_info_gpa: Option<u64>,
+    /// Per-vCPU upcall vector (`HVMOP_set_evtchn_upcall_vector`).
+    pub upcall_vector: Option<u8>,
+    /// Runstate area.
+    pub runstate: Option<GuestArea>,
+    /// Secondary vcpu_time_info area.
+    pub time_area: Option<GuestArea>,
+    /// Whether the vCPU is up (`VCPUOP_is_up`).
+    pub up: bool,
+    /// Armed single-shot deadline (system time, ns).
+    pub singleshot_ns: Option<u64>,
+    /// Periodic timer period (ns).
+    pub periodic_ns: Option<u64>,
+}
+
+/// The shared, lock-protected part of a domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct DomainState {
+    /// GFN where the guest placed shared_info (`XENMEM_add_to_physmap`).
+    pub shared_info_gfn: Option<u64>,
+    /// The latched shared_info layout: true = 64-bit (the default).
+    pub long_mode: bool,
+    /// HVM parameters by index.
+    pub params: Vec<u64>,
+    /// Per-vCPU state, indexed by Xen vCPU id.
+    pub vcpus: Vec<VcpuState>,
+    /// `SCHEDOP_shutdown_code` (first one wins).
+    pub shutdown_code: Option<u32>,
+    /// Enabled `vm_assist` types (bit per type).
+    pub vm_assist: u64,
+}
+
+/// One domain: its configuration, shared state and environment.
+#[derive(Debug)]
+pub struct Domain {
+    config: DomainConfig,
+    state: Mutex<DomainState>,
+    /// The VMM's side.
+    pub env: Env,
+}
+
+impl Domain {
+    /// A fresh domain: every vCPU up, nothing registered.
+    pub fn new(config: DomainConfig, env: Env) -> Self {
+        let state = DomainState {
+            shared_info_gfn: None,
+            long_mode: true,
+            params: vec![0; HVM_NR_PARAMS as usize],
+            vcpus: (0..config.vcpus)
+                .map(|_| VcpuState {
+                    up: true,
+                    ..Default::default()
+                })
+                .collect(),
+            shutdown_code: None,
+            vm_assist: 0,
+        };
+        Self {
+            config,
+            state: Mutex::new(state),
+            env,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DomainConfig {
+        &self.config
+    }
+
+    /// Locks the shared state. A poisoned lock (a panic elsewhere) is
+    /// recovered: the state is plain data and stays consistent per field.
+    pub fn state(&self) -> MutexGuard<'_, DomainState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the shared state (for snapshots).
+    pub fn snapshot(&self) -> DomainState {
+        self.state().clone()
+    }
+
+    /// Replaces the shared state (restore from a snapshot). The vCPU count
+    /// must match the configuration.
+    pub fn restore(&self, state: DomainState) -> bool {
+        if state.vcpus.len() != self.config.vcpus as usize
+            || state.params.len() != HVM_NR_PARAMS as usize
+        {
+            return false;
+        }
+        *self.state() = state;
+        true
+    }
+
+    /// Whether `vcpu` names one of this domain's vCPUs.
+    pub fn has_vcpu(&self, vcpu: u64) -> bool {
+        vcpu < u64::from(self.config.vcpus)
+    }
+
+    /// Latches the shared_info layout from the caller's mode (hypercall
+    /// page write, `HVM_PARAM_CALLBACK_IRQ`).
+    pub fn latch_mode(&self, long_mode: bool) {
+        self.state().long_mode = long_mode;
+    }
+
+    /// GPA of shared_info, if placed.
+    pub fn shared_info_gpa(&self) -> Option<u64> {
+        self.state()
+            .shared_info_gfn
+            .and_then(|g| g.checked_mul(PAGE_SIZE))
+    }
+
+    /// GPA of `vcpu`'s vcpu_info: the registered one, else its slot in
+    /// shared_info for vCPUs below 32, else none.
+    pub fn vcpu_info_gpa(&self, vcpu: u32) -> Option<u64> {
+        let st = self.state();
+        let v = st.vcpus.get(vcpu as usize)?;
+        v.vcpu_info_gpa.or_else(|| {
+            (vcpu < XEN_LEGACY_MAX_VCPUS as u32)
+                .then_some(())
+                .and(st.shared_info_gfn)
+                .and_then(|g| g.checked_mul(PAGE_SIZE))
+                .map(|base| base + u64::from(vcpu) * VCPU_INFO_SIZE)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(vcpus: u32) -> Domain {
+        let map = vec![E820Entry::new(0, 64 << 20, E820Type::Ram)];
+        Domain::new(DomainConfig::new(vcpus, 0x4000a, map), Env::default())
+    }
+
+    #[test]
+    fn test_config_max_pages_counts_ram_only() {
+        let map = vec![
+            E820Entry::new(0, 0xa0000, E820Type::Ram),
+            E820Entry::new(0xf0000, 0x10000, E820Type::Reserved),
+            E820Entry::new(1 << 20, 15 << 20, E820Type::Ram),
+        ];
+        assert_eq!(
+            DomainConfig::new(1, 0x4000a, map).max_pages,
+            0xa0 + 15 * 256
+        );
+    }
+
+    #[test]
+    fn test_vcpu_info_gpa_defaults_to_shared_info_slot() {
+        let d = domain(40);
+        assert_eq!(d.vcpu_info_gpa(0), None);
+        d.state().shared_info_gfn = Some(0x10);
+        assert_eq!(d.vcpu_info_gpa(0), Some(0x10000));
+        assert_eq!(d.vcpu_info_gpa(31), Some(0x10000 + 31 * 64));
+        assert_eq!(d.vcpu_info_gpa(32), None);
+        assert_eq!(d.vcpu_info_gpa(40), None);
+        d.state().vcpus[32].vcpu_info_gpa = Some(0x5040);
+        assert_eq!(d.vcpu_info_gpa(32), Some(0x5040));
+    }
+
+    #[test]
+    fn test_restore_rejects_mismatched_vcpu_count() {
+        let a = domain(2);
+        let b = domain(3);
+        a.state().shutdown_code = Some(7);
+        assert!(!b.restore(a.snapshot()));
+        let c = domain(2);
+        assert!(c.restore(a.snapshot()));
+        assert_eq!(c.snapshot(), a.snapshot());
+    }
+
+    #[test]
+    fn test_new_domain_has_every_vcpu_up_and_64_bit_layout() {
+        let d = domain(4);
+        let s = d.snapshot();
+        assert!(s.long_mode);
+        assert!(s.vcpus.iter().all(|v| v.up));
+        assert!(d.has_vcpu(3) && !d.has_vcpu(4));
+    }
+}
