@@ -10,6 +10,8 @@
 //! |---|---|---|
 //! | [`abi`] | `xen-abi` | the Xen public ABI as Rust data |
 //! | [`cpuid`] | `xen-cpuid` | the Xen CPUID leaves, applied to a KVM `CpuId` |
+//! | [`hypercall`] | `xen-hypercall` | calling conventions, pages, guest pointers, dispatcher, domU hypercalls |
+//! | [`kvm`] | `xen-kvm-accel` | the KVM side: user-space trap and kernel-intercept paths |
 //!
 //! The example in `examples/` boots a guest under KVM; see the README.
 
@@ -17,3 +19,5 @@
 
 pub use xen_abi as abi;
 pub use xen_cpuid as cpuid;
+pub use xen_hypercall as hypercall;
+pub use xen_kvm_accel as kvm;
