@@ -19,6 +19,8 @@
 
 use core::arch::{asm, global_asm};
 
+pub mod xen;
+
 /// Port whose bytes form the guest's console (Xen's HVM debug port).
 pub const CONSOLE_PORT: u16 = 0xe9;
 /// Port whose 32-bit write ends the run with that status.

@@ -133,6 +133,8 @@ pub struct ExitCounts {
     pub mmio: u64,
     /// Port I/O to ports nobody handles.
     pub unhandled_pio: u64,
+    /// Exits the test's hook handled.
+    pub hooked: u64,
 }
 
 /// What a run produced.
@@ -223,10 +225,12 @@ pub fn in_lab() -> bool {
 }
 
 type CpuidHook = Box<dyn FnOnce(&mut CpuId) -> Result<(), String> + Send>;
-type VmHook = Box<dyn FnOnce(&VmFd) -> Result<(), String> + Send>;
-/// A handler for exits the harness does not know: gets the exit reason and
-/// the vCPU's `kvm_run`, returns whether it handled the exit.
-pub type ExitHook = Box<dyn FnMut(u32, &mut kvm_bindings::kvm_run) -> bool + Send>;
+type VmHook = Box<dyn FnOnce(&VmFd, &GuestMemoryMmap) -> Result<(), String> + Send>;
+type VcpuHook = Box<dyn FnOnce(&mut VcpuFd) -> Result<(), String> + Send>;
+/// A handler for exits the harness does not own (everything but its console
+/// and exit ports and the fatal exits): it reads the exit from the vCPU's
+/// `kvm_run` and returns whether it handled it.
+pub type ExitHook = Box<dyn FnMut(&mut VcpuFd) -> bool + Send>;
 
 /// Runs one guest in a fresh VM.
 pub struct Runner {
@@ -236,6 +240,7 @@ pub struct Runner {
     arg: u64,
     cpuid: Option<CpuidHook>,
     vm_setup: Option<VmHook>,
+    vcpu_setup: Option<VcpuHook>,
     on_exit: Option<ExitHook>,
 }
 
@@ -249,6 +254,7 @@ impl Runner {
             arg: 0,
             cpuid: None,
             vm_setup: None,
+            vcpu_setup: None,
             on_exit: None,
         }
     }
@@ -280,21 +286,28 @@ impl Runner {
         self
     }
 
-    /// Configures the VM (after the irqchip, before the vCPU), for example
-    /// with `KVM_XEN_HVM_CONFIG`.
+    /// Configures the VM (after the irqchip and guest memory, before the
+    /// vCPU), for example with `KVM_XEN_HVM_CONFIG` or an MSR filter.
     pub fn vm_setup(
         mut self,
-        hook: impl FnOnce(&VmFd) -> Result<(), String> + Send + 'static,
+        hook: impl FnOnce(&VmFd, &GuestMemoryMmap) -> Result<(), String> + Send + 'static,
     ) -> Self {
         self.vm_setup = Some(Box::new(hook));
         self
     }
 
-    /// Handles exits the harness does not know (such as `KVM_EXIT_XEN`).
-    pub fn on_exit(
+    /// Configures the vCPU after its registers are set.
+    pub fn vcpu_setup(
         mut self,
-        hook: impl FnMut(u32, &mut kvm_bindings::kvm_run) -> bool + Send + 'static,
+        hook: impl FnOnce(&mut VcpuFd) -> Result<(), String> + Send + 'static,
     ) -> Self {
+        self.vcpu_setup = Some(Box::new(hook));
+        self
+    }
+
+    /// Handles exits the harness does not own (port I/O to other ports,
+    /// MSR exits, `KVM_EXIT_XEN`, ...).
+    pub fn on_exit(mut self, hook: impl FnMut(&mut VcpuFd) -> bool + Send + 'static) -> Self {
         self.on_exit = Some(Box::new(hook));
         self
     }
@@ -308,7 +321,7 @@ impl Runner {
         vm.create_irq_chip()
             .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
         if let Some(hook) = self.vm_setup {
-            hook(&vm).map_err(Error::VmSetup)?;
+            hook(&vm, &mem).map_err(Error::VmSetup)?;
         }
         let entry = load(&mem, self.guest)?;
 
@@ -325,6 +338,9 @@ impl Runner {
         vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
         vcpu.set_regs(&layout::entry_regs(entry, 0, self.arg))
             .map_err(kvm_err("KVM_SET_REGS"))?;
+        if let Some(hook) = self.vcpu_setup {
+            hook(&mut vcpu).map_err(Error::VmSetup)?;
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = mpsc::channel();
@@ -418,6 +434,16 @@ fn install_kick_handler() {
     });
 }
 
+/// What the loop does with an exit.
+enum Step {
+    /// Handled here; maybe the run ends.
+    End(Option<End>),
+    /// KVM_EXIT_INTERNAL_ERROR: read its sub-error.
+    Internal,
+    /// Not the harness's: ask the hook.
+    Delegate,
+}
+
 type LoopResult = Result<(Vec<u8>, End, ExitCounts), Error>;
 
 fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool, on_exit: &mut Option<ExitHook>) -> LoopResult {
@@ -437,54 +463,73 @@ fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool, on_exit: &mut Option<ExitHook
                 });
             }
         };
-        let end = match exit {
-            VcpuExit::IoOut(port, data) => {
+        // Exits the harness owns are handled here; the others are handed to
+        // the hook once `exit` (which borrows the vCPU) is gone.
+        let step = match exit {
+            VcpuExit::IoOut(CONSOLE_PORT, data) => {
                 counts.pio += 1;
-                match port {
-                    CONSOLE_PORT => {
-                        console.extend_from_slice(data);
-                        (console.len() > CONSOLE_LIMIT).then_some(End::ConsoleOverflow)
-                    }
-                    EXIT_PORT if data.len() == 4 => Some(End::Status(u32::from_le_bytes(
-                        data.try_into().expect("4 bytes"),
-                    ))),
-                    _ => {
-                        counts.unhandled_pio += 1;
-                        None
-                    }
-                }
+                console.extend_from_slice(data);
+                Step::End((console.len() > CONSOLE_LIMIT).then_some(End::ConsoleOverflow))
+            }
+            VcpuExit::IoOut(EXIT_PORT, data) if data.len() == 4 => {
+                counts.pio += 1;
+                Step::End(Some(End::Status(u32::from_le_bytes(
+                    data.try_into().expect("4 bytes"),
+                ))))
+            }
+            VcpuExit::IoOut(..) => {
+                counts.pio += 1;
+                Step::Delegate
             }
             VcpuExit::IoIn(_, data) => {
                 counts.pio += 1;
                 counts.unhandled_pio += 1;
                 data.fill(0xff);
-                None
+                Step::End(None)
             }
             VcpuExit::MmioRead(_, data) => {
                 counts.mmio += 1;
                 data.fill(0xff);
-                None
+                Step::End(None)
             }
             VcpuExit::MmioWrite(..) => {
                 counts.mmio += 1;
-                None
+                Step::End(None)
             }
-            VcpuExit::Intr => None,
-            VcpuExit::Shutdown => Some(End::Shutdown),
-            VcpuExit::FailEntry(reason, _) => Some(End::FailEntry(reason)),
-            VcpuExit::InternalError => {
+            VcpuExit::Intr => Step::End(None),
+            VcpuExit::Shutdown => Step::End(Some(End::Shutdown)),
+            VcpuExit::FailEntry(reason, _) => Step::End(Some(End::FailEntry(reason))),
+            VcpuExit::InternalError => Step::Internal,
+            VcpuExit::X86Rdmsr(_) | VcpuExit::X86Wrmsr(_) | VcpuExit::Unsupported(_) => {
+                Step::Delegate
+            }
+            other => Step::End(Some(End::Unexpected(format!("{other:?}")))),
+        };
+        let end = match step {
+            Step::End(end) => end,
+            Step::Internal => {
                 // SAFETY: the exit reason says the `internal` member is valid.
                 let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                 Some(End::InternalError(sub))
             }
-            VcpuExit::Unsupported(reason) => {
+            Step::Delegate => {
                 let handled = match on_exit {
-                    Some(hook) => hook(reason, vcpu.get_kvm_run()),
+                    Some(hook) => hook(vcpu),
                     None => false,
                 };
-                (!handled).then(|| End::Unexpected(format!("exit reason {reason}")))
+                if handled {
+                    counts.hooked += 1;
+                    None
+                } else if vcpu.get_kvm_run().exit_reason == kvm_bindings::KVM_EXIT_IO {
+                    counts.unhandled_pio += 1;
+                    None
+                } else {
+                    Some(End::Unexpected(format!(
+                        "exit reason {}",
+                        vcpu.get_kvm_run().exit_reason
+                    )))
+                }
             }
-            other => Some(End::Unexpected(format!("{other:?}"))),
         };
         if let Some(end) = end {
             return Ok((console, end, counts));

@@ -63,7 +63,7 @@ fn test_kernel_intercept_vmcall_vmmcall_64_and_32_bit_exit_as_xen() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
     let o = Runner::new(guests::HCALL_DIRECT)
-        .vm_setup(|vm| {
+        .vm_setup(|vm, _mem| {
             // KVM enables its Xen hooks (a static key) only once a
             // hypercall MSR is configured: with msr = 0, INTERCEPT_HCALL is
             // accepted but VMCALL still goes to KVM's own handler (-KVM_ENOSYS).
@@ -83,8 +83,9 @@ fn test_kernel_intercept_vmcall_vmmcall_64_and_32_bit_exit_as_xen() {
             }
             Ok(())
         })
-        .on_exit(move |reason, run: &mut kvm_run| {
-            if reason != KVM_EXIT_XEN {
+        .on_exit(move |vcpu| {
+            let run: &mut kvm_run = vcpu.get_kvm_run();
+            if run.exit_reason != KVM_EXIT_XEN {
                 return false;
             }
             // SAFETY: the exit reason says the `xen` member is the valid one.
