@@ -15,6 +15,7 @@ fn targets() -> Vec<Target> {
     vec![
         ("cpuid_apply", cpuid_apply, cpuid_seed),
         ("abi_decode", abi_decode, abi_seed),
+        ("hypercall_dispatch", hypercall_dispatch, dispatch_seed),
     ]
 }
 
@@ -30,6 +31,11 @@ fn abi_seed(n: u64) -> Vec<u8> {
     let mut v = vec![n as u8];
     v.extend(Rng::new(n + 100).bytes(4096));
     v
+}
+
+/// A `hypercall_dispatch` seed: random bytes.
+fn dispatch_seed(n: u64) -> Vec<u8> {
+    Rng::new(n + 1000).bytes(2048)
 }
 
 const SEEDS: u64 = 8;
