@@ -24,6 +24,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod caps;
+pub mod clock;
 pub mod ioctls;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use xen_hypercall::{
 };
 
 pub use caps::{Caps, Path, PathChoice, PathError};
+pub use clock::TscClock;
 
 /// `kvm_xen_exit.type` of a hypercall exit.
 const KVM_XEN_EXIT_HCALL: u32 = 1;
