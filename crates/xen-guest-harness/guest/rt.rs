@@ -159,6 +159,14 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
     Cpuid { eax, ebx, ecx, edx }
 }
 
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC only writes EDX:EAX.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) }
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
 /// Reads an MSR.
 pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);

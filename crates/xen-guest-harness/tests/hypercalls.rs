@@ -19,7 +19,7 @@ use xen_cpuid::{XenCpuid, XenCpuidConfig};
 use xen_guest_harness::{Outcome, Runner, guests, kvm_available};
 use xen_hypercall::testing::{Event, Recorder};
 use xen_hypercall::{Domain, DomainConfig, Env};
-use xen_kvm_accel::{Caps, Path, XenAccel, XenConfig};
+use xen_kvm_accel::{Caps, Path, TscClock, XenAccel, XenConfig};
 
 const RAM: u64 = 32 << 20;
 
@@ -35,12 +35,13 @@ struct Run {
 
 fn run() -> Run {
     let rec = Arc::new(Recorder::default());
+    let clock = Arc::new(TscClock::new());
     let env = Env {
+        clock: clock.clone(),
         timers: rec.clone(),
         events: rec.clone(),
         console: rec.clone(),
         backing: rec.clone(),
-        ..Env::default()
     };
     let map = vec![E820Entry::new(0, RAM, E820Type::Ram)];
     let config = DomainConfig::new(1, 0x4000a, map);
@@ -66,7 +67,7 @@ fn run() -> Run {
         })
         .vcpu_setup(move |vcpu| {
             a2.get().unwrap().setup_vcpu(vcpu);
-            Ok(())
+            clock.calibrate(vcpu).map_err(|e| e.to_string())
         })
         .on_exit(move |vcpu| {
             let x = a3.get().unwrap();

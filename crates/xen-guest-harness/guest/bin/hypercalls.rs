@@ -11,7 +11,7 @@
 #![no_main]
 
 use xen_guest_rt::xen::{hypercall, hypercall32, install_hypercall_page, nr, xen_base};
-use xen_guest_rt::{Hex, Start, entry, println};
+use xen_guest_rt::{Hex, Start, entry, println, rdtsc};
 
 const DOMID_SELF: u64 = 0x7ff0;
 /// Where the guest places shared_info (a RAM page of the 32 MiB guest).
@@ -47,6 +47,39 @@ fn cstr(b: &[u8]) -> &str {
 
 fn r(name: &str, v: i64) {
     println!("r ", name, " ", v);
+}
+
+/// Reads the pvclock in the registered vcpu_info like Linux's xen
+/// clocksource and checks it against `HVMOP_get_time` read before and after.
+fn pvclock(sp: u64) {
+    let s = scratch();
+    s[..16].fill(0);
+    hypercall(nr::HVM_OP, [10, sp, 0, 0, 0]);
+    let before = u64::from_le_bytes(s[..8].try_into().unwrap());
+    let vi = &raw const VCPU_INFO;
+    let (mut now, mut mul, mut shift);
+    loop {
+        // SAFETY: the VMM writes the time fields; volatile reads follow
+        // the version protocol (odd while it writes).
+        let t = |o: usize| unsafe { core::ptr::read_volatile((vi as *const u8).add(32 + o)) };
+        let ver = u32::from_le_bytes([t(0), t(1), t(2), t(3)]);
+        let tsc_ts = u64::from_le_bytes(core::array::from_fn(|i| t(8 + i)));
+        let sys = u64::from_le_bytes(core::array::from_fn(|i| t(16 + i)));
+        mul = u32::from_le_bytes([t(24), t(25), t(26), t(27)]);
+        shift = t(28) as i8;
+        let delta = rdtsc().wrapping_sub(tsc_ts);
+        let d = if shift >= 0 { delta << shift } else { delta >> -shift };
+        now = sys + ((u128::from(d) * u128::from(mul)) >> 32) as u64;
+        let ver2 = u32::from_le_bytes([t(0), t(1), t(2), t(3)]);
+        if ver & 1 == 0 && ver == ver2 {
+            break;
+        }
+    }
+    s[..16].fill(0);
+    hypercall(nr::HVM_OP, [10, sp, 0, 0, 0]);
+    let after = u64::from_le_bytes(s[..8].try_into().unwrap());
+    println!("v pvclock_mul ", Hex(mul), " shift ", shift);
+    println!("v pvclock_in_order ", before <= now && now <= after);
 }
 
 fn main(_start: Start) -> u32 {
@@ -106,6 +139,7 @@ fn main(_start: Start) -> u32 {
     // SAFETY: the VMM wrote it during the call; nothing else aliases it.
     let pending = unsafe { (*(&raw const VCPU_INFO)).0[0] };
     println!("v vcpu_info_pending ", pending);
+    pvclock(sp);
     r("is_up", hypercall(nr::VCPU_OP, [3, 0, 0, 0, 0]));
     r("is_up_bad_vcpu", hypercall(nr::VCPU_OP, [3, 99, 0, 0, 0]));
 
