@@ -64,34 +64,66 @@ pub fn page_addr() -> u64 {
     (&raw const HYPERCALL_PAGE) as u64
 }
 
-/// A 64-bit hypercall through the page: `nr` with five arguments.
-pub fn hypercall(nr: u32, a: [u64; 5]) -> i64 {
-    let entry = page_addr() + u64::from(nr) * 32;
+/// How a call reaches the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Through the installed hypercall page.
+    Page,
+    /// A direct `vmcall` (no page), as Linux does since XSA-466 on Intel.
+    Vmcall,
+    /// A direct `vmmcall` (no page), as Linux does on AMD.
+    Vmmcall,
+}
+
+/// A 64-bit hypercall: RAX = `nr`, RDI, RSI, RDX, R10, R8, R9 = `a`.
+pub fn call64(via: Via, nr: u32, a: [u64; 6]) -> i64 {
     let ret: i64;
-    // SAFETY: the stub only traps and returns; it clobbers RAX (the result)
-    // and, in Xen debug builds, the argument registers (declared clobbered).
+    // SAFETY: each route only traps and returns; it clobbers RAX (the
+    // result) and, in Xen debug builds, the argument registers (declared
+    // clobbered).
     unsafe {
-        asm!("call {e}", e = in(reg) entry,
-             inout("rax") u64::from(nr) => ret,
-             inout("rdi") a[0] => _, inout("rsi") a[1] => _, inout("rdx") a[2] => _,
-             inout("r10") a[3] => _, inout("r8") a[4] => _,
-             out("rcx") _, out("r11") _, out("r9") _);
+        match via {
+            Via::Page => {
+                let entry = page_addr() + u64::from(nr) * 32;
+                asm!("call {e}", e = in(reg) entry,
+                     inout("rax") u64::from(nr) => ret,
+                     inout("rdi") a[0] => _, inout("rsi") a[1] => _, inout("rdx") a[2] => _,
+                     inout("r10") a[3] => _, inout("r8") a[4] => _, inout("r9") a[5] => _,
+                     out("rcx") _, out("r11") _);
+            }
+            Via::Vmcall => asm!("vmcall",
+                     inout("rax") u64::from(nr) => ret,
+                     inout("rdi") a[0] => _, inout("rsi") a[1] => _, inout("rdx") a[2] => _,
+                     inout("r10") a[3] => _, inout("r8") a[4] => _, inout("r9") a[5] => _,
+                     options(nostack)),
+            Via::Vmmcall => asm!("vmmcall",
+                     inout("rax") u64::from(nr) => ret,
+                     inout("rdi") a[0] => _, inout("rsi") a[1] => _, inout("rdx") a[2] => _,
+                     inout("r10") a[3] => _, inout("r8") a[4] => _, inout("r9") a[5] => _,
+                     options(nostack)),
+        }
     }
     ret
+}
+
+/// A 64-bit hypercall through the page: `nr` with five arguments.
+pub fn hypercall(nr: u32, a: [u64; 5]) -> i64 {
+    call64(Via::Page, nr, [a[0], a[1], a[2], a[3], a[4], 0])
 }
 
 /// Arguments and result of a 32-bit call, shared with the assembly below.
 #[repr(C)]
 struct Compat {
     nr: u32,
-    args: [u32; 5],
+    args: [u32; 6],
     target: u32,
     result: u32,
 }
 
 // xen_compat_call(rdi = &mut Compat): loads EAX and EBX, ECX, EDX, ESI,
-// EDI from the struct, far-calls the 32-bit segment 0x18, which calls the
-// page stub at `target`, and stores EAX back.
+// EDI, EBP from the struct, far-calls the 32-bit segment 0x18, which calls
+// `target` (a page stub, or one of the direct stubs below), and stores EAX
+// back.
 global_asm!(
     ".section .text",
     ".global xen_compat_call",
@@ -103,17 +135,18 @@ global_asm!(
     "    push r14",
     "    push r15",
     "    push rdi",
-    "    mov eax, [rdi + 24]",
+    "    mov eax, [rdi + 28]",
     "    mov [rip + xen_compat_target], eax",
     "    mov eax, [rdi]",
     "    mov ebx, [rdi + 4]",
     "    mov ecx, [rdi + 8]",
     "    mov edx, [rdi + 12]",
     "    mov esi, [rdi + 16]",
+    "    mov ebp, [rdi + 24]",
     "    mov edi, [rdi + 20]",
     "    call fword ptr [rip + xen_compat_fp]",
     "    pop rdi",
-    "    mov [rdi + 28], eax",
+    "    mov [rdi + 32], eax",
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -125,6 +158,14 @@ global_asm!(
     "xen_compat_entry:",
     "    call dword ptr [xen_compat_target]",
     "    retf",
+    ".global xen_compat_vmcall",
+    "xen_compat_vmcall:",
+    "    vmcall",
+    "    ret",
+    ".global xen_compat_vmmcall",
+    "xen_compat_vmmcall:",
+    "    vmmcall",
+    "    ret",
     ".code64",
     ".section .rodata",
     ".balign 8",
@@ -139,20 +180,32 @@ global_asm!(
 
 unsafe extern "C" {
     fn xen_compat_call(call: *mut Compat);
+    fn xen_compat_vmcall();
+    fn xen_compat_vmmcall();
 }
 
-/// A hypercall from a 32-bit compatibility-mode segment through the page:
-/// the 32-bit ABI (EBX, ECX, EDX, ESI, EDI; 32-bit pointers). Returns EAX
-/// sign-extended.
-pub fn hypercall32(nr: u32, a: [u32; 5]) -> i64 {
+/// A hypercall from a 32-bit compatibility-mode segment: the 32-bit ABI
+/// (EAX = `nr`; EBX, ECX, EDX, ESI, EDI, EBP = `a`; 32-bit pointers).
+/// Returns EAX sign-extended.
+pub fn call32(via: Via, nr: u32, a: [u32; 6]) -> i64 {
+    let target = match via {
+        Via::Page => page_addr() + u64::from(nr) * 32,
+        Via::Vmcall => xen_compat_vmcall as usize as u64,
+        Via::Vmmcall => xen_compat_vmmcall as usize as u64,
+    };
     let mut c = Compat {
         nr,
         args: a,
-        target: (page_addr() + u64::from(nr) * 32) as u32,
+        target: target as u32,
         result: 0,
     };
     // SAFETY: `c` is valid; the routine saves every callee-saved register
     // and returns to 64-bit mode.
     unsafe { xen_compat_call(&mut c) };
     i64::from(c.result as i32)
+}
+
+/// A 32-bit hypercall through the page with five arguments.
+pub fn hypercall32(nr: u32, a: [u32; 5]) -> i64 {
+    call32(Via::Page, nr, [a[0], a[1], a[2], a[3], a[4], 0])
 }

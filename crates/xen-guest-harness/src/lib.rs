@@ -23,6 +23,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod layout;
+pub mod xen;
+
+pub use xen::{Xen, XenHandle};
 
 use std::io::Cursor;
 use std::sync::Once;
@@ -36,6 +39,7 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use linux_loader::loader::{KernelLoader, elf::Elf};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+use xen_kvm_accel::XenAccel;
 
 /// Port whose bytes form the guest's console (must match `guest/rt.rs`).
 pub const CONSOLE_PORT: u16 = 0xe9;
@@ -96,6 +100,9 @@ pub enum Error {
     /// The CPUID hook refused the table.
     #[error("The CPUID hook failed: {0}")]
     Cpuid(String),
+    /// Xen could not be wired (no usable hypercall path, an ioctl failed).
+    #[error("Xen setup failed: {0}")]
+    Xen(String),
     /// The VM setup hook failed.
     #[error("The VM setup hook failed: {0}")]
     VmSetup(String),
@@ -242,6 +249,7 @@ pub struct Runner {
     vm_setup: Option<VmHook>,
     vcpu_setup: Option<VcpuHook>,
     on_exit: Option<ExitHook>,
+    xen: Option<(Xen, XenHandle)>,
 }
 
 impl Runner {
@@ -256,6 +264,7 @@ impl Runner {
             vm_setup: None,
             vcpu_setup: None,
             on_exit: None,
+            xen: None,
         }
     }
 
@@ -312,6 +321,16 @@ impl Runner {
         self
     }
 
+    /// Presents Xen to the guest: its CPUID leaves, and hypercalls answered
+    /// by `xen.dispatcher` through `xen-kvm-accel` (the path `xen.config`
+    /// allows). The returned handle shows the accelerator once the run has
+    /// begun. The test's own hooks run first; exits they decline go to Xen.
+    pub fn xen(mut self, xen: Xen) -> (Self, XenHandle) {
+        let handle = XenHandle::default();
+        self.xen = Some((xen, handle.clone()));
+        (self, handle)
+    }
+
     /// Runs the guest to its end.
     pub fn run(self) -> Result<Outcome, Error> {
         let start = Instant::now();
@@ -323,12 +342,28 @@ impl Runner {
         if let Some(hook) = self.vm_setup {
             hook(&vm, &mem).map_err(Error::VmSetup)?;
         }
+        let xen = match self.xen {
+            Some((x, handle)) => {
+                let caps = xen_kvm_accel::Caps::probe(&kvm);
+                let accel = XenAccel::new(&caps, x.config, x.domain, x.dispatcher, mem.clone())
+                    .map_err(|e| Error::Xen(e.to_string()))?;
+                accel.setup_vm(&vm).map_err(|e| Error::Xen(e.to_string()))?;
+                let _ = handle.0.set(accel);
+                Some((handle, x.cpuid, x.clock))
+            }
+            None => None,
+        };
         let entry = load(&mem, self.guest)?;
 
         let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let mut cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        if let Some((_, leaves, _)) = &xen {
+            leaves
+                .apply(&mut cpuid, 0)
+                .map_err(|e| Error::Cpuid(e.to_string()))?;
+        }
         if let Some(hook) = self.cpuid {
             hook(&mut cpuid).map_err(Error::Cpuid)?;
         }
@@ -338,6 +373,15 @@ impl Runner {
         vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
         vcpu.set_regs(&layout::entry_regs(entry, 0, self.arg))
             .map_err(kvm_err("KVM_SET_REGS"))?;
+        if let Some((handle, _, clock)) = &xen {
+            let accel = handle.accel().expect("set above");
+            accel.setup_vcpu(&mut vcpu);
+            if let Some(clock) = clock {
+                clock
+                    .calibrate(&vcpu)
+                    .map_err(|e| Error::Xen(e.to_string()))?;
+            }
+        }
         if let Some(hook) = self.vcpu_setup {
             hook(&mut vcpu).map_err(Error::VmSetup)?;
         }
@@ -346,7 +390,14 @@ impl Runner {
         let (done_tx, done_rx) = mpsc::channel();
         let guest = self.guest.name;
         let stop_vcpu = stop.clone();
-        let mut on_exit = self.on_exit;
+        let user_exit = self.on_exit;
+        let mut on_exit: Option<ExitHook> = match (user_exit, xen) {
+            (hook, None) => hook,
+            (mut hook, Some((handle, _, _))) => Some(Box::new(move |vcpu: &mut VcpuFd| {
+                hook.as_mut().is_some_and(|h| h(vcpu))
+                    || handle.accel().is_some_and(|a| a.handle_exit(vcpu, 0))
+            })),
+        };
         install_kick_handler();
         let handle = thread::Builder::new()
             .name(format!("vcpu0-{guest}"))

@@ -8,18 +8,15 @@
 //! Results and memory effects are checked on both sides.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use kvm_ioctls::Kvm;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use xen_abi::cpuid::XEN_HYPERCALL_MSR;
+use vm_memory::{Bytes, GuestAddress};
 use xen_abi::memory::{E820Entry, E820Type};
 use xen_abi::sched::ShutdownReason;
-use xen_cpuid::{XenCpuid, XenCpuidConfig};
-use xen_guest_harness::{Outcome, Runner, guests, kvm_available};
+use xen_guest_harness::{Outcome, Runner, Xen, guests, kvm_available};
 use xen_hypercall::testing::{Event, Recorder};
 use xen_hypercall::{Domain, DomainConfig, Env};
-use xen_kvm_accel::{Caps, Path, TscClock, XenAccel, XenConfig};
+use xen_kvm_accel::Path;
 
 const RAM: u64 = 32 << 20;
 
@@ -35,54 +32,20 @@ struct Run {
 
 fn run() -> Run {
     let rec = Arc::new(Recorder::default());
-    let clock = Arc::new(TscClock::new());
     let env = Env {
-        clock: clock.clone(),
         timers: rec.clone(),
         events: rec.clone(),
         console: rec.clone(),
         backing: rec.clone(),
+        ..Env::default()
     };
     let map = vec![E820Entry::new(0, RAM, E820Type::Ram)];
-    let config = DomainConfig::new(1, 0x4000a, map);
-    let dispatcher = Arc::new(xen_hypercall::default_dispatcher::<GuestMemoryMmap>(
-        &config,
-    ));
-    let domain = Arc::new(Domain::new(config, env));
-    let caps = Caps::probe(&Kvm::new().unwrap());
-    let accel: Arc<OnceLock<XenAccel<GuestMemoryMmap>>> = Arc::new(OnceLock::new());
-    let shinfo = Arc::new(Mutex::new(Vec::new()));
-
-    let xen = XenCpuid::new(XenCpuidConfig::new("4.10".parse().unwrap()));
-    let (a1, a2, a3, d) = (accel.clone(), accel.clone(), accel.clone(), domain.clone());
-    let shinfo_out = shinfo.clone();
-    let o = Runner::new(guests::HYPERCALLS)
-        .cpuid(move |c| xen.apply(c, 0).map_err(|e| e.to_string()))
-        .vm_setup(move |vm, mem| {
-            let x = XenAccel::new(&caps, XenConfig::default(), d, dispatcher, mem.clone())
-                .map_err(|e| e.to_string())?;
-            x.setup_vm(vm).map_err(|e| e.to_string())?;
-            let _ = a1.set(x);
-            Ok(())
-        })
-        .vcpu_setup(move |vcpu| {
-            a2.get().unwrap().setup_vcpu(vcpu);
-            clock.calibrate(vcpu).map_err(|e| e.to_string())
-        })
-        .on_exit(move |vcpu| {
-            let x = a3.get().unwrap();
-            let handled = x.handle_exit(vcpu, 0);
-            if let Some(gpa) = x.domain().shared_info_gpa() {
-                let mut page = vec![0u8; 4096];
-                // The guest may have moved it; keep the latest view.
-                if x_mem(x).read_slice(&mut page, GuestAddress(gpa)).is_ok() {
-                    *shinfo_out.lock().unwrap() = page;
-                }
-            }
-            handled
-        })
-        .run()
-        .unwrap();
+    let xen = Xen::new(DomainConfig::new(1, 0x4000a, map), env);
+    let domain = xen.domain.clone();
+    let (runner, handle) = Runner::new(guests::HYPERCALLS)
+        .memory(RAM as usize)
+        .xen(xen);
+    let o = runner.run().unwrap();
     println!("{}", o.console);
     o.assert_status(0);
     let results = o
@@ -99,21 +62,23 @@ fn run() -> Run {
             (k.to_owned(), v.to_owned())
         })
         .collect();
-    let path = accel.get().unwrap().path();
-    let shinfo = shinfo.lock().unwrap().clone();
+    let accel = handle.accel().unwrap();
+    // Guest memory outlives the VM: the accelerator holds it.
+    let mut shinfo = vec![0u8; 4096];
+    let gpa = domain.shared_info_gpa().expect("shared_info placed");
+    accel
+        .memory()
+        .read_slice(&mut shinfo, GuestAddress(gpa))
+        .unwrap();
     Run {
         outcome: o,
         results,
         values,
         domain,
         rec,
-        path,
+        path: accel.path(),
         shinfo,
     }
-}
-
-fn x_mem(x: &XenAccel<GuestMemoryMmap>) -> &GuestMemoryMmap {
-    x.memory()
 }
 
 #[test]
@@ -212,5 +177,4 @@ fn test_guest_hypercalls_every_family_both_abis() {
     );
     assert!(wc_sec > 1_600_000_000, "wall clock {wc_sec}");
     assert_eq!(r.domain.config().version, 0x4000a);
-    let _ = XEN_HYPERCALL_MSR;
 }

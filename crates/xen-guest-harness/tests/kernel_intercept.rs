@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use kvm_bindings::{KVM_EXIT_XEN, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, kvm_run, kvm_xen_hvm_config};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use xen_abi::cpuid::XEN_HYPERCALL_MSR;
-use xen_guest_harness::{Runner, guests, in_lab, kvm_available, skip, xen_hvm_caps};
+use xen_abi::memory::{E820Entry, E820Type};
+use xen_guest_harness::{Runner, Xen, guests, in_lab, kvm_available, skip, xen_hvm_caps};
+use xen_hypercall::{DomainConfig, Env};
+use xen_kvm_accel::PathChoice;
 
 mod ioctls {
     //! The one Xen ioctl this test needs (kvm-ioctls has none).
@@ -133,4 +136,42 @@ fn test_kernel_intercept_vmcall_vmmcall_64_and_32_bit_exit_as_xen() {
             .count(),
         4
     );
+}
+
+/// The same direct VMCALL/VMMCALL callers, answered by the real dispatcher
+/// through `xen-kvm-accel`'s kernel-intercept entry: each route's
+/// `xen_version(XENVER_version)` must return the configured version.
+#[test]
+fn test_kernel_intercept_direct_calls_reach_the_dispatcher() {
+    let name = "test_kernel_intercept_direct_calls_reach_the_dispatcher";
+    if !kvm_available(name) {
+        return;
+    }
+    let caps = xen_guest_harness::xen::caps();
+    if !caps.kernel_path() {
+        assert!(
+            !in_lab(),
+            "{name}: the lab's KVM lacks the kernel path ({caps:?})"
+        );
+        skip(
+            name,
+            &format!("no kernel-intercept path here ({caps:?}); runs in the lab"),
+        );
+        return;
+    }
+    let map = vec![E820Entry::new(0, 32 << 20, E820Type::Ram)];
+    let mut xen = Xen::new(DomainConfig::new(1, 0x4000a, map), Env::default());
+    xen.config.path = PathChoice::Kernel;
+    let (runner, handle) = Runner::new(guests::HCALL_DIRECT).arg(0x4000a).xen(xen);
+    let o = runner.run().unwrap();
+    println!("{}", o.console);
+    o.assert_status(0);
+    assert_eq!(handle.path(), Some(xen_kvm_accel::Path::Kernel));
+    assert_eq!(
+        o.lines_with("hcall ")
+            .filter(|l| l.ends_with(" ok"))
+            .count(),
+        4
+    );
+    assert_eq!(o.exits.hooked, 4, "one KVM_EXIT_XEN per call");
 }

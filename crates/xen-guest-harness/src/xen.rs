@@ -1,0 +1,74 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Xen for a harness VM: the CPUID leaves, a domain, the dispatcher and
+//! `xen-kvm-accel`, wired into a [`Runner`](crate::Runner) by
+//! [`Runner::xen`](crate::Runner::xen).
+
+use std::sync::{Arc, OnceLock};
+
+use vm_memory::GuestMemoryMmap;
+use xen_cpuid::{XenCpuid, XenCpuidConfig};
+use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, default_dispatcher};
+use xen_kvm_accel::{Caps, Path, TscClock, XenAccel, XenConfig};
+
+/// How a harness VM presents Xen.
+pub struct Xen {
+    /// The domain (its configuration and the VMM-side environment).
+    pub domain: Arc<Domain>,
+    /// The dispatcher answering the guest.
+    pub dispatcher: Arc<Dispatcher<GuestMemoryMmap>>,
+    /// Path choice, hypercall MSR and trap port.
+    pub config: XenConfig,
+    /// The CPUID leaves (the version should match the domain's).
+    pub cpuid: XenCpuid,
+    /// A TSC clock to calibrate against vCPU 0, if the domain's
+    /// environment uses one.
+    pub clock: Option<Arc<TscClock>>,
+}
+
+impl Xen {
+    /// Xen 4.10 with every default: the default dispatcher for `config`, a
+    /// domain whose environment is `env` with a calibrated [`TscClock`],
+    /// automatic path choice.
+    pub fn new(config: DomainConfig, env: Env) -> Self {
+        let clock = Arc::new(TscClock::new());
+        let version = xen_cpuid::XenVersion::try_from(config.version).expect("a valid version");
+        let dispatcher = Arc::new(default_dispatcher(&config));
+        let domain = Arc::new(Domain::new(
+            config,
+            Env {
+                clock: clock.clone(),
+                ..env
+            },
+        ));
+        Self {
+            domain,
+            dispatcher,
+            config: XenConfig::default(),
+            cpuid: XenCpuid::new(XenCpuidConfig::new(version)),
+            clock: Some(clock),
+        }
+    }
+}
+
+/// What a test can inspect after (or during) a run with Xen.
+#[derive(Clone, Default)]
+pub struct XenHandle(pub(crate) Arc<OnceLock<XenAccel<GuestMemoryMmap>>>);
+
+impl XenHandle {
+    /// The accelerator, once the VM exists.
+    pub fn accel(&self) -> Option<&XenAccel<GuestMemoryMmap>> {
+        self.0.get()
+    }
+
+    /// The hypercall path the run took.
+    pub fn path(&self) -> Option<Path> {
+        self.accel().map(XenAccel::path)
+    }
+}
+
+/// The KVM capabilities of this host, for path decisions in tests.
+pub fn caps() -> Caps {
+    Caps::probe(&kvm_ioctls::Kvm::new().expect("/dev/kvm"))
+}
