@@ -253,3 +253,209 @@ pub fn name(nr: u64) -> String {
         None => format!("#{nr}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestVm;
+    use xen_abi::xen::MULTICALL_ARGS;
+
+    /// A family that returns its first argument and counts its calls.
+    #[derive(Default)]
+    struct Echo(std::sync::atomic::AtomicU64);
+
+    impl<M: GuestMemoryBackend> Family<M> for Echo {
+        fn call(&self, _ctx: &mut Ctx<'_, M>, call: &Hypercall) -> HcResult {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(call.arg(0))
+        }
+    }
+
+    fn vm() -> (TestVm, Arc<Echo>) {
+        let mut vm = TestVm::new(1);
+        let echo = Arc::new(Echo::default());
+        vm.dispatcher
+            .register(HypercallNr::XenVersion, echo.clone());
+        (vm, echo)
+    }
+
+    fn raw(nr: u64, cpl: u8, abi: Abi, args: [u64; 6]) -> Hypercall {
+        Hypercall { abi, cpl, nr, args }
+    }
+
+    #[test]
+    fn test_dispatch_cpl_above_zero_is_eperm_and_not_run() {
+        let (vm, echo) = vm();
+        for cpl in 1..=3 {
+            let c = raw(17, cpl, Abi::X86_64, [5; 6]);
+            assert_eq!(vm.call_raw(0, &c), Err(XenErrno::EPERM));
+        }
+        assert_eq!(echo.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(vm.call_raw(0, &raw(17, 0, Abi::X86_64, [5; 6])), Ok(5));
+    }
+
+    #[test]
+    fn test_dispatch_unknown_numbers_are_enosys() {
+        let (vm, _) = vm();
+        for nr in [11, 23, 40, 63, 64, 1000, u64::MAX] {
+            assert_eq!(
+                vm.call_raw(0, &raw(nr, 0, Abi::X86_64, [0; 6])),
+                Err(XenErrno::ENOSYS),
+                "{nr}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_dispatch_privileged_calls_are_eperm() {
+        let (vm, _) = vm();
+        for nr in [
+            HypercallNr::Sysctl,
+            HypercallNr::Domctl,
+            HypercallNr::PlatformOp,
+        ] {
+            assert_eq!(vm.call(0, Abi::X86_64, nr, &[]), Err(XenErrno::EPERM));
+        }
+    }
+
+    #[test]
+    fn test_dispatch_unregister_gives_enosys_and_register_replaces() {
+        let (mut vm, _) = vm();
+        vm.dispatcher.unregister(HypercallNr::XenVersion);
+        assert_eq!(
+            vm.call(0, Abi::X86_64, HypercallNr::XenVersion, &[1]),
+            Err(XenErrno::ENOSYS)
+        );
+        vm.dispatcher
+            .register(HypercallNr::XenVersion, Arc::new(Refuse(XenErrno::EACCES)));
+        assert_eq!(
+            vm.call(0, Abi::X86_64, HypercallNr::XenVersion, &[1]),
+            Err(XenErrno::EACCES)
+        );
+    }
+
+    #[test]
+    fn test_name_names_known_and_unknown_numbers() {
+        assert_eq!(name(12), "__HYPERVISOR_memory_op (12)");
+        assert_eq!(name(99), "#99");
+    }
+
+    fn entry64(vm: &TestVm, at: u64, op: u64, arg0: u64) {
+        let mut args = [0u64; MULTICALL_ARGS];
+        args[0] = arg0;
+        vm.write(
+            at,
+            MulticallEntry {
+                op,
+                result: 0xdead,
+                args,
+            },
+        );
+    }
+
+    #[test]
+    fn test_multicall_64_runs_each_entry_and_writes_results() {
+        let (vm, echo) = vm();
+        entry64(&vm, 0x1000, 17, 7);
+        entry64(&vm, 0x1040, 99, 0);
+        entry64(&vm, 0x1080, 35, 0);
+        entry64(&vm, 0x10c0, 17, 9);
+        assert_eq!(
+            vm.call(0, Abi::X86_64, HypercallNr::Multicall, &[0x1000, 4]),
+            Ok(0)
+        );
+        let results: Vec<u64> = (0..4)
+            .map(|i| vm.read::<MulticallEntry>(0x1000 + i * 64).result)
+            .collect();
+        assert_eq!(
+            results,
+            [
+                7,
+                XenErrno::ENOSYS.neg() as u64,
+                XenErrno::EPERM.neg() as u64,
+                9
+            ]
+        );
+        assert_eq!(echo.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn test_multicall_32_uses_32_byte_entries_and_32_bit_results() {
+        let (vm, _) = vm();
+        for (i, (op, arg)) in [(17u32, 0x1234u32), (99, 0)].into_iter().enumerate() {
+            let mut args = [0u32; MULTICALL_ARGS];
+            args[0] = arg;
+            vm.write(
+                0x2000 + i as u64 * 32,
+                MulticallEntryCompat {
+                    op,
+                    result: 0,
+                    args,
+                },
+            );
+        }
+        assert_eq!(
+            vm.call(0, Abi::X86_32, HypercallNr::Multicall, &[0x2000, 2]),
+            Ok(0)
+        );
+        assert_eq!(vm.read::<MulticallEntryCompat>(0x2000).result, 0x1234);
+        assert_eq!(
+            vm.read::<MulticallEntryCompat>(0x2020).result,
+            -38i32 as u32
+        );
+    }
+
+    #[test]
+    fn test_multicall_nested_entry_gets_einval() {
+        let (vm, _) = vm();
+        entry64(&vm, 0x1000, 13, 0x1000);
+        entry64(&vm, 0x1040, 17, 3);
+        assert_eq!(
+            vm.call(0, Abi::X86_64, HypercallNr::Multicall, &[0x1000, 2]),
+            Ok(0)
+        );
+        assert_eq!(
+            vm.read::<MulticallEntry>(0x1000).result,
+            XenErrno::EINVAL.neg() as u64
+        );
+        assert_eq!(vm.read::<MulticallEntry>(0x1040).result, 3);
+    }
+
+    #[test]
+    fn test_multicall_too_many_entries_is_einval_and_runs_nothing() {
+        let (vm, echo) = vm();
+        entry64(&vm, 0x1000, 17, 1);
+        assert_eq!(
+            vm.call(
+                0,
+                Abi::X86_64,
+                HypercallNr::Multicall,
+                &[0x1000, MULTICALL_MAX + 1]
+            ),
+            Err(XenErrno::EINVAL)
+        );
+        assert_eq!(echo.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn test_multicall_list_fault_is_efault_after_earlier_entries_ran() {
+        let (vm, echo) = vm();
+        let last = crate::testing::RAM_SIZE - 64;
+        entry64(&vm, last, 17, 4);
+        assert_eq!(
+            vm.call(0, Abi::X86_64, HypercallNr::Multicall, &[last, 2]),
+            Err(XenErrno::EFAULT)
+        );
+        assert_eq!(vm.read::<MulticallEntry>(last).result, 4);
+        assert_eq!(echo.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn test_multicall_from_cpl3_is_eperm() {
+        let (vm, echo) = vm();
+        entry64(&vm, 0x1000, 17, 1);
+        let c = raw(13, 3, Abi::X86_64, [0x1000, 1, 0, 0, 0, 0]);
+        assert_eq!(vm.call_raw(0, &c), Err(XenErrno::EPERM));
+        assert_eq!(echo.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+}
