@@ -131,11 +131,9 @@ mod tests {
 
     use super::*;
     use crate::call::Abi;
+    use crate::testing::{ABIS, BAD, BUF};
     use crate::testing::{Event, RAM_SIZE, TestVm};
 
-    const BUF: u64 = 0x10_0000;
-    const BAD: u64 = 0xffff_f000;
-    const ABIS: [Abi; 2] = [Abi::X86_64, Abi::X86_32];
     const WRITE: u64 = 0;
     const READ: u64 = 1;
 

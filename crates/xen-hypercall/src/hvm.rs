@@ -385,11 +385,9 @@ mod tests {
     use super::*;
     use crate::call::Abi;
     use crate::domain::DomainConfig;
+    use crate::testing::{ABIS, BAD, BUF};
     use crate::testing::{RAM_SIZE, TestVm};
 
-    const BUF: u64 = 0x10_0000;
-    const BAD: u64 = 0xffff_f000;
-    const ABIS: [Abi; 2] = [Abi::X86_64, Abi::X86_32];
     /// Our domain id in the test VM.
     const DOMID: DomId = 1;
 

@@ -1272,6 +1272,7 @@ mod tests {
     use xen_abi::xen::HypercallNr;
 
     use super::*;
+    use crate::testing::ABIS;
     use crate::testing::{Event, RAM_SIZE, TestVm};
 
     const ARG: u64 = 0x1000;
@@ -1280,7 +1281,6 @@ mod tests {
     const ERRS: u64 = 0x4000;
     const BEYOND: u64 = RAM_SIZE + 0x1000;
     const RAM_PAGES: u64 = RAM_SIZE / PAGE_SIZE;
-    const ABIS: [Abi; 2] = [Abi::X86_64, Abi::X86_32];
     const G: u64 = 0x100;
     const HOLE_AREA: u64 = 0xf0000;
 

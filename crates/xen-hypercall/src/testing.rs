@@ -25,6 +25,13 @@ pub type Mem = GuestMemoryMmap<()>;
 /// RAM of the test VM.
 pub const RAM_SIZE: u64 = 64 << 20;
 
+/// Both ABIs, for tests that run every case in each.
+pub const ABIS: [Abi; 2] = [Abi::X86_64, Abi::X86_32];
+/// A scratch guest address tests put arguments at (1 MiB, in RAM).
+pub const BUF: u64 = 0x10_0000;
+/// A guest address beyond RAM: any access to it faults.
+pub const BAD: u64 = 0xffff_f000;
+
 /// Paging registers for "no paging, 64-bit": linear = physical.
 pub const IDENTITY_64: PagingRegs = PagingRegs {
     cr0: 0x11,

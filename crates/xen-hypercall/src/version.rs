@@ -285,12 +285,8 @@ mod tests {
 
     use super::*;
     use crate::domain::DomainConfig;
+    use crate::testing::{ABIS, BAD, BUF};
     use crate::testing::{RAM_SIZE, TestVm};
-
-    const BUF: u64 = 0x10_0000;
-    /// Beyond guest RAM in both ABIs.
-    const BAD: u64 = 0xffff_f000;
-    const ABIS: [Abi; 2] = [Abi::X86_64, Abi::X86_32];
 
     fn vm_with(config: DomainConfig, op: XenVersionOp) -> TestVm {
         let mut vm = TestVm::with_config(config);
