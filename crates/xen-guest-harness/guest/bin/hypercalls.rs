@@ -186,6 +186,15 @@ fn main(_start: Start) -> u32 {
     put(s, 0, &7u32.to_le_bytes());
     r("shutdown_code32", hypercall32(nr::SCHED_OP, [5, sp32, 0, 0, 0]));
     r("unknown32", hypercall32(61, [0; 5]));
+    r("vm_assist32", hypercall32(nr::VM_ASSIST, [1, 5, 0, 0, 0]));
+    // A compat multicall: 32-byte entries {op, result, args[6]} of u32.
+    s[..64].fill(0);
+    put(s, 0, &nr::XEN_VERSION.to_le_bytes());
+    put(s, 32, &nr::XEN_VERSION.to_le_bytes());
+    put(s, 40, &7u32.to_le_bytes());
+    r("multicall32", hypercall32(nr::MULTICALL, [sp32, 2, 0, 0, 0]));
+    r("multicall32_0", i64::from(i32::from_le_bytes(s[4..8].try_into().unwrap())));
+    r("multicall32_1", i64::from(i32::from_le_bytes(s[36..40].try_into().unwrap())));
     // set_timer_op(0) from 32-bit code cancels: the u64 spans EBX:ECX.
     r("set_timer_op32_cancel", hypercall32(nr::SET_TIMER_OP, [0, 0, 0, 0, 0]));
 
