@@ -32,13 +32,8 @@ struct Run {
 
 fn run() -> Run {
     let rec = Arc::new(Recorder::default());
-    let env = Env {
-        timers: rec.clone(),
-        events: rec.clone(),
-        console: rec.clone(),
-        backing: rec.clone(),
-        ..Env::default()
-    };
+    // Xen::new replaces the clock with a calibrated TSC clock.
+    let env = rec.env(Env::default().clock);
     let map = vec![E820Entry::new(0, RAM, E820Type::Ram)];
     let xen = Xen::new(DomainConfig::new(1, 0x4000a, map), env);
     let domain = xen.domain.clone();

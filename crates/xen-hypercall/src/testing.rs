@@ -108,6 +108,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// An environment whose timers, events, console and backing all record
+    /// into this recorder, with `clock` as its clock.
+    pub fn env(self: &Arc<Self>, clock: Arc<dyn Clock>) -> Env {
+        Env {
+            clock,
+            timers: self.clone(),
+            events: self.clone(),
+            console: self.clone(),
+            backing: self.clone(),
+        }
+    }
+
     fn push(&self, e: Event) {
         self.events.lock().unwrap().push(e);
     }
@@ -191,13 +203,7 @@ impl TestVm {
         let mem = Mem::from_ranges(&[(GuestAddress(0), RAM_SIZE as usize)]).unwrap();
         let clock = Arc::new(ManualClock::default());
         let rec = Arc::new(Recorder::default());
-        let env = Env {
-            clock: clock.clone(),
-            timers: rec.clone(),
-            events: rec.clone(),
-            console: rec.clone(),
-            backing: rec.clone(),
-        };
+        let env = rec.env(clock.clone());
         Self {
             mem,
             domain: Domain::new(config, env),
