@@ -22,11 +22,12 @@
 //! | 21 | `vm_assist` | [`misc`] |
 //! | 24 | `vcpu_op` | [`vcpu`] (time and runstate upkeep in [`time`]) |
 //! | 29 | `sched_op` | [`sched`] |
+//! | 32 | `event_channel_op` | [`evtchn`] (over `xen-evtchn`; registered by the VMM, which owns the event channels) |
 //! | 34 | `hvm_op` | [`hvm`] |
 //! | 7, 35, 36 | `platform_op`, `sysctl`, `domctl` | -EPERM for a domU |
 //!
 //! Everything else gets -ENOSYS with a rate-limited warning naming the
-//! hypercall; event channels, grant tables and physdev join later.
+//! hypercall; grant tables and physdev join later.
 //!
 //! ```
 //! use xen_abi::memory::{E820Entry, E820Type};
@@ -43,6 +44,7 @@ pub mod console;
 pub mod dispatch;
 pub mod domain;
 pub mod env;
+pub mod evtchn;
 pub mod guest;
 pub mod hvm;
 pub mod memory;
@@ -66,6 +68,7 @@ pub use console::ConsoleIo;
 pub use dispatch::{Ctx, Dispatcher, Family};
 pub use domain::{Domain, DomainConfig, DomainState};
 pub use env::Env;
+pub use evtchn::EvtchnOp;
 pub use hvm::{HvmEvents, HvmOp, callback_via};
 pub use memory::{GrantFrames, MemoryOp};
 pub use misc::VmAssist;

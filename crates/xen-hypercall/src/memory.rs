@@ -1836,7 +1836,7 @@ mod tests {
         let rec = Arc::new(RefuseSecond(Default::default()));
         let mut env = vm.domain.env.clone();
         env.backing = rec.clone();
-        vm.domain = crate::Domain::new(vm.domain.config().clone(), env);
+        vm.domain = std::sync::Arc::new(crate::Domain::new(vm.domain.config().clone(), env));
         assert_eq!(
             reserve(&vm, Abi::X86_64, XenMemOp::PopulatePhysmap, 0, &[0x200], 2),
             Ok(0)

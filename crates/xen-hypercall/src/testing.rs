@@ -94,6 +94,8 @@ pub enum Event {
     Remove(u64, u64),
     /// `MemoryBacking::add`.
     Add(u64, u64),
+    /// `xen_evtchn::Upcall::raise`.
+    Upcall(u32),
 }
 
 /// Records every request; console input comes from `input`.
@@ -164,6 +166,12 @@ impl Console for Recorder {
     }
 }
 
+impl xen_evtchn::Upcall for Recorder {
+    fn raise(&self, vcpu: u32) {
+        self.push(Event::Upcall(vcpu));
+    }
+}
+
 impl MemoryBacking for Recorder {
     fn remove(&self, gfn: u64, count: u64) -> bool {
         self.push(Event::Remove(gfn, count));
@@ -180,7 +188,7 @@ pub struct TestVm {
     /// Guest RAM: [`RAM_SIZE`] bytes from GPA 0.
     pub mem: Mem,
     /// The domain (config from [`DomainConfig::new`], memory map = RAM).
-    pub domain: Domain,
+    pub domain: Arc<Domain>,
     /// An empty dispatcher; tests register the families they test.
     pub dispatcher: Dispatcher<Mem>,
     /// The clock in `domain.env`.
@@ -206,7 +214,7 @@ impl TestVm {
         let env = rec.env(clock.clone());
         Self {
             mem,
-            domain: Domain::new(config, env),
+            domain: Arc::new(Domain::new(config, env)),
             dispatcher: Dispatcher::empty(),
             clock,
             rec,
