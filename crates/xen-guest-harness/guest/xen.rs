@@ -26,6 +26,8 @@ pub mod nr {
     pub const VCPU_OP: u32 = 24;
     /// `sched_op`.
     pub const SCHED_OP: u32 = 29;
+    /// `event_channel_op`.
+    pub const EVENT_CHANNEL_OP: u32 = 32;
     /// `hvm_op`.
     pub const HVM_OP: u32 = 34;
     /// `sysctl` (privileged).

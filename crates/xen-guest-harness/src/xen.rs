@@ -8,8 +8,10 @@
 use std::sync::{Arc, OnceLock};
 
 use vm_memory::GuestMemoryMmap;
+use xen_abi::xen::HypercallNr;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
-use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, default_dispatcher};
+use xen_evtchn::{EventChannels, NoUpcall, Upcall};
+use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, EvtchnOp, default_dispatcher};
 use xen_kvm_accel::{Caps, Path, TscClock, XenAccel, XenConfig};
 
 /// How a harness VM presents Xen.
@@ -18,6 +20,8 @@ pub struct Xen {
     pub domain: Arc<Domain>,
     /// The dispatcher answering the guest.
     pub dispatcher: Arc<Dispatcher<GuestMemoryMmap>>,
+    /// The domain's event channels (`event_channel_op` is registered).
+    pub channels: Arc<EventChannels>,
     /// Path choice, hypercall MSR and trap port.
     pub config: XenConfig,
     /// The CPUID leaves (the version should match the domain's).
@@ -28,13 +32,20 @@ pub struct Xen {
 }
 
 impl Xen {
-    /// Xen 4.10 with every default: the default dispatcher for `config`, a
-    /// domain whose environment is `env` with a calibrated [`TscClock`],
-    /// automatic path choice.
+    /// Xen 4.10 with every default: the default dispatcher for `config`
+    /// plus event channels (no upcall injection), a domain whose
+    /// environment is `env` with a calibrated [`TscClock`], automatic path
+    /// choice.
     pub fn new(config: DomainConfig, env: Env) -> Self {
+        Self::with_upcall(config, env, Arc::new(NoUpcall))
+    }
+
+    /// Like [`Xen::new`], with `upcall` injecting event-channel upcalls.
+    pub fn with_upcall(config: DomainConfig, env: Env, upcall: Arc<dyn Upcall>) -> Self {
         let clock = Arc::new(TscClock::new());
         let version = xen_cpuid::XenVersion::try_from(config.version).expect("a valid version");
-        let dispatcher = Arc::new(default_dispatcher(&config));
+        let mut dispatcher = default_dispatcher(&config);
+        let domid = config.domid;
         let domain = Arc::new(Domain::new(
             config,
             Env {
@@ -42,9 +53,18 @@ impl Xen {
                 ..env
             },
         ));
+        let channels = Arc::new(
+            EventChannels::new(xen_evtchn::Config::new(domid), domain.clone(), upcall)
+                .expect("a regular domid"),
+        );
+        dispatcher.register(
+            HypercallNr::EventChannelOp,
+            Arc::new(EvtchnOp::new(channels.clone())),
+        );
         Self {
             domain,
-            dispatcher,
+            dispatcher: Arc::new(dispatcher),
+            channels,
             config: XenConfig::default(),
             cpuid: XenCpuid::new(XenCpuidConfig::new(version)),
             clock: Some(clock),
