@@ -26,6 +26,7 @@
 pub mod caps;
 pub mod clock;
 pub mod ioctls;
+pub mod upcall;
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ use xen_hypercall::{
 
 pub use caps::{Caps, Path, PathChoice, PathError};
 pub use clock::TscClock;
+pub use upcall::KvmUpcall;
 
 /// `kvm_xen_exit.type` of a hypercall exit.
 const KVM_XEN_EXIT_HCALL: u32 = 1;
@@ -104,6 +106,7 @@ pub struct XenAccel<M: GuestMemoryBackend> {
     dispatcher: Arc<Dispatcher<M>>,
     mem: M,
     trace: Option<TraceFn>,
+    upcall: Option<Arc<KvmUpcall>>,
 }
 
 impl<M: GuestMemoryBackend> XenAccel<M> {
@@ -124,6 +127,7 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
             dispatcher,
             mem,
             trace: None,
+            upcall: None,
         })
     }
 
@@ -145,6 +149,13 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
     /// The domain.
     pub fn domain(&self) -> &Arc<Domain> {
         &self.domain
+    }
+
+    /// Uses `upcall` (the injector the event channels raise through) for
+    /// its per-exit work: clearing an un-EOI'd callback vector and dropping
+    /// a GSI callback line (see [`upcall`]).
+    pub fn set_upcall(&mut self, upcall: Arc<KvmUpcall>) {
+        self.upcall = Some(upcall);
     }
 
     /// Calls `f` for every hypercall handled (`--trace`).
@@ -205,6 +216,9 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
     /// Handles the exit `vcpu` just took if it is Xen's; `vcpu_id` is the
     /// Xen vCPU id. Returns whether it was.
     pub fn handle_exit(&self, vcpu: &mut VcpuFd, vcpu_id: u32) -> bool {
+        if let Some(u) = &self.upcall {
+            u.after_exit(vcpu, vcpu_id, &self.mem);
+        }
         let reason = vcpu.get_kvm_run().exit_reason;
         match reason {
             KVM_EXIT_IO if self.path == Path::User => {
