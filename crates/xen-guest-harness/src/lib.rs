@@ -345,9 +345,13 @@ impl Runner {
         let xen = match self.xen {
             Some((x, handle)) => {
                 let caps = xen_kvm_accel::Caps::probe(&kvm);
-                let accel = XenAccel::new(&caps, x.config, x.domain, x.dispatcher, mem.clone())
+                let mut accel = XenAccel::new(&caps, x.config, x.domain, x.dispatcher, mem.clone())
                     .map_err(|e| Error::Xen(e.to_string()))?;
                 accel.setup_vm(&vm).map_err(|e| Error::Xen(e.to_string()))?;
+                x.upcall
+                    .attach(&kvm, &vm)
+                    .map_err(|e| Error::Xen(e.to_string()))?;
+                accel.set_upcall(x.upcall);
                 let _ = handle.0.set(accel);
                 Some((handle, x.cpuid, x.clock))
             }

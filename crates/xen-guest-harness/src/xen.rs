@@ -10,9 +10,9 @@ use std::sync::{Arc, OnceLock};
 use vm_memory::GuestMemoryMmap;
 use xen_abi::xen::HypercallNr;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
-use xen_evtchn::{EventChannels, NoUpcall, Upcall};
+use xen_evtchn::EventChannels;
 use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, EvtchnOp, default_dispatcher};
-use xen_kvm_accel::{Caps, Path, TscClock, XenAccel, XenConfig};
+use xen_kvm_accel::{Caps, KvmUpcall, Path, TscClock, XenAccel, XenConfig};
 
 /// How a harness VM presents Xen.
 pub struct Xen {
@@ -29,19 +29,16 @@ pub struct Xen {
     /// A TSC clock to calibrate against vCPU 0, if the domain's
     /// environment uses one.
     pub clock: Option<Arc<TscClock>>,
+    /// The upcall injector the event channels raise through.
+    pub upcall: Arc<KvmUpcall>,
 }
 
 impl Xen {
     /// Xen 4.10 with every default: the default dispatcher for `config`
-    /// plus event channels (no upcall injection), a domain whose
-    /// environment is `env` with a calibrated [`TscClock`], automatic path
-    /// choice.
+    /// plus event channels whose upcalls go through the in-kernel irqchip
+    /// ([`KvmUpcall`]), a domain whose environment is `env` with a
+    /// calibrated [`TscClock`], automatic path choice.
     pub fn new(config: DomainConfig, env: Env) -> Self {
-        Self::with_upcall(config, env, Arc::new(NoUpcall))
-    }
-
-    /// Like [`Xen::new`], with `upcall` injecting event-channel upcalls.
-    pub fn with_upcall(config: DomainConfig, env: Env, upcall: Arc<dyn Upcall>) -> Self {
         let clock = Arc::new(TscClock::new());
         let version = xen_cpuid::XenVersion::try_from(config.version).expect("a valid version");
         let mut dispatcher = default_dispatcher(&config);
@@ -53,9 +50,14 @@ impl Xen {
                 ..env
             },
         ));
+        let upcall = Arc::new(KvmUpcall::new(domain.clone()));
         let channels = Arc::new(
-            EventChannels::new(xen_evtchn::Config::new(domid), domain.clone(), upcall)
-                .expect("a regular domid"),
+            EventChannels::new(
+                xen_evtchn::Config::new(domid),
+                domain.clone(),
+                upcall.clone(),
+            )
+            .expect("a regular domid"),
         );
         dispatcher.register(
             HypercallNr::EventChannelOp,
@@ -68,6 +70,7 @@ impl Xen {
             config: XenConfig::default(),
             cpuid: XenCpuid::new(XenCpuidConfig::new(version)),
             clock: Some(clock),
+            upcall,
         }
     }
 }
