@@ -26,6 +26,7 @@
 pub mod caps;
 pub mod clock;
 pub mod ioctls;
+pub mod timers;
 pub mod upcall;
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ use xen_hypercall::{
 
 pub use caps::{Caps, Path, PathChoice, PathError};
 pub use clock::TscClock;
+pub use timers::TimerfdTimers;
 pub use upcall::KvmUpcall;
 
 /// `kvm_xen_exit.type` of a hypercall exit.
@@ -62,6 +64,15 @@ pub enum Error {
     /// The requested path is not available on this KVM.
     #[error("Cannot use the requested hypercall path")]
     Path(#[from] PathError),
+    /// A host facility (timerfd, eventfd, a thread) could not be set up.
+    #[error("Setting up {what} failed")]
+    Host {
+        /// What was being set up.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A KVM ioctl failed.
     #[error("KVM ioctl {what} failed")]
     Kvm {
