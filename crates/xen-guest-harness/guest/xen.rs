@@ -211,3 +211,101 @@ pub fn call32(via: Via, nr: u32, a: [u32; 6]) -> i64 {
 pub fn hypercall32(nr: u32, a: [u32; 5]) -> i64 {
     call32(Via::Page, nr, [a[0], a[1], a[2], a[3], a[4], 0])
 }
+
+/// Event-channel upcalls taken in an IDT handler, as Linux's
+/// `xen_evtchn_do_upcall` does for the 2-level ABI with a per-vCPU upcall
+/// vector (one vCPU, whose vcpu_info is its slot in shared_info).
+pub mod upcall {
+    use core::arch::{asm, global_asm};
+    use core::ptr::write_volatile;
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    use crate::set_gate;
+
+    /// The local APIC's MMIO base.
+    pub const LAPIC: u64 = 0xfee0_0000;
+    /// Upcalls taken so far.
+    pub static UPCALLS: AtomicU32 = AtomicU32::new(0);
+    /// Bit p set: port p (< 64) was handled.
+    pub static SEEN: AtomicU64 = AtomicU64::new(0);
+    /// The TSC when the last upcall entered the handler.
+    pub static LAST_TSC: AtomicU64 = AtomicU64::new(0);
+    static SHINFO: AtomicU64 = AtomicU64::new(0);
+
+    global_asm!(
+        ".section .text",
+        ".global xen_upcall_entry",
+        "xen_upcall_entry:",
+        "    push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+        "    push r8", "push r9", "push r10", "push r11",
+        "    cld",
+        "    call {handler}",
+        "    pop r11", "pop r10", "pop r9", "pop r8",
+        "    pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+        "    iretq",
+        handler = sym handler,
+    );
+
+    unsafe extern "C" {
+        fn xen_upcall_entry();
+    }
+
+    fn word(off: u64) -> &'static AtomicU64 {
+        // SAFETY: shared_info is guest RAM the guest placed; the VMM changes
+        // these words only atomically, as this guest does.
+        unsafe { &*((SHINFO.load(Ordering::Relaxed) + off) as *const AtomicU64) }
+    }
+
+    extern "C" fn handler() {
+        LAST_TSC.store(crate::rdtsc(), Ordering::SeqCst);
+        UPCALLS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: byte 0 of vCPU 0's vcpu_info is evtchn_upcall_pending.
+        unsafe { write_volatile(SHINFO.load(Ordering::Relaxed) as *mut u8, 0) };
+        let sel = word(8).swap(0, Ordering::SeqCst);
+        for w in 0..64u64 {
+            if sel & (1 << w) == 0 {
+                continue;
+            }
+            let pending = word(2048 + w * 8);
+            let ready = pending.load(Ordering::SeqCst) & !word(2560 + w * 8).load(Ordering::SeqCst);
+            for b in 0..64u64 {
+                if ready & (1 << b) != 0 {
+                    pending.fetch_and(!(1 << b), Ordering::SeqCst);
+                    if w == 0 {
+                        SEEN.fetch_or(1 << b, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        // A per-vCPU vector is a LAPIC interrupt: EOI.
+        // SAFETY: the local APIC's EOI register.
+        unsafe { write_volatile((LAPIC + 0xb0) as *mut u32, 0) };
+    }
+
+    /// Enables the local APIC and routes `vector` to the handler, which
+    /// finds shared_info at `shinfo`.
+    pub fn install(vector: u8, shinfo: u64) {
+        SHINFO.store(shinfo, Ordering::SeqCst);
+        // SAFETY: the spurious-vector register: software enable, vector 0xff.
+        unsafe { write_volatile((LAPIC + 0xf0) as *mut u32, 0x1ff) };
+        set_gate(vector, xen_upcall_entry as usize as u64);
+    }
+
+    /// Waits with interrupts on until `n` upcalls have been taken. Each halt
+    /// ends with an interrupt; if none comes, the harness's timeout ends
+    /// the run.
+    pub fn wait(n: u32) -> bool {
+        loop {
+            // SAFETY: interrupts off while checking, then `sti; hlt`, which
+            // takes no interrupt between the two instructions.
+            unsafe { asm!("cli") };
+            if UPCALLS.load(Ordering::SeqCst) >= n {
+                // SAFETY: back to interrupts on.
+                unsafe { asm!("sti") };
+                return true;
+            }
+            // SAFETY: see above.
+            unsafe { asm!("sti", "hlt") };
+        }
+    }
+}

@@ -12,7 +12,7 @@ use xen_abi::xen::HypercallNr;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
 use xen_evtchn::EventChannels;
 use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, EvtchnOp, default_dispatcher};
-use xen_kvm_accel::{Caps, KvmUpcall, Path, TscClock, XenAccel, XenConfig};
+use xen_kvm_accel::{Caps, KvmUpcall, Path, TimerfdTimers, TscClock, XenAccel, XenConfig};
 
 /// How a harness VM presents Xen.
 pub struct Xen {
@@ -31,6 +31,8 @@ pub struct Xen {
     pub clock: Option<Arc<TscClock>>,
     /// The upcall injector the event channels raise through.
     pub upcall: Arc<KvmUpcall>,
+    /// PV timers raising VIRQ_TIMER, when the domain uses them.
+    pub timers: Option<Arc<TimerfdTimers<GuestMemoryMmap>>>,
 }
 
 impl Xen {
@@ -39,7 +41,26 @@ impl Xen {
     /// ([`KvmUpcall`]), a domain whose environment is `env` with a
     /// calibrated [`TscClock`], automatic path choice.
     pub fn new(config: DomainConfig, env: Env) -> Self {
+        Self::build(config, env, false)
+    }
+
+    /// Like [`Xen::new`], with real PV timers ([`TimerfdTimers`]) in place
+    /// of `env.timers`: single-shot and periodic timers raise VIRQ_TIMER.
+    pub fn with_pv_timers(config: DomainConfig, env: Env) -> Self {
+        Self::build(config, env, true)
+    }
+
+    fn build(config: DomainConfig, env: Env, pv_timers: bool) -> Self {
         let clock = Arc::new(TscClock::new());
+        let timers = pv_timers
+            .then(|| Arc::new(TimerfdTimers::new(config.vcpus, clock.clone()).expect("timerfds")));
+        let env = match &timers {
+            Some(t) => Env {
+                timers: t.clone(),
+                ..env
+            },
+            None => env,
+        };
         let version = xen_cpuid::XenVersion::try_from(config.version).expect("a valid version");
         let mut dispatcher = default_dispatcher(&config);
         let domid = config.domid;
@@ -71,6 +92,7 @@ impl Xen {
             cpuid: XenCpuid::new(XenCpuidConfig::new(version)),
             clock: Some(clock),
             upcall,
+            timers,
         }
     }
 }

@@ -1,0 +1,112 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! PV timers and upcall latency: binds VIRQ_TIMER, arms the single-shot
+//! timer with VCPUOP_set_singleshot_timer and with set_timer_op, then a
+//! periodic timer, taking each as an upcall on vector 0xf3. Also measures,
+//! in TSC ticks, a bare hypercall round trip and the time from
+//! EVTCHNOP_send on a self-IPI to the handler's entry. Prints
+//! `v <name> <value>` lines.
+
+#![no_std]
+#![no_main]
+
+use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::Ordering;
+
+use xen_guest_rt::xen::{hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::{Start, entry, println, rdtsc};
+
+const DOMID_SELF: u64 = 0x7ff0;
+const SHINFO: u64 = 0x1f00 << 12;
+const VECTOR: u8 = 0xf3;
+const ROUNDS: u64 = 200;
+
+#[repr(C, align(4096))]
+struct Page([u64; 512]);
+static mut ARG: Page = Page([0; 512]);
+
+fn arg() -> u64 {
+    (&raw const ARG) as u64
+}
+
+fn put(i: usize, v: u64) {
+    // SAFETY: inside ARG.
+    unsafe { write_volatile((arg() as *mut u64).add(i), v) }
+}
+
+fn get(i: usize) -> u64 {
+    // SAFETY: inside ARG.
+    unsafe { read_volatile((arg() as *const u64).add(i)) }
+}
+
+fn now() -> u64 {
+    put(0, 0);
+    hypercall(nr::HVM_OP, [10, arg(), 0, 0, 0]);
+    get(0)
+}
+
+fn seen(port: u64) -> bool {
+    upcall::SEEN.swap(0, Ordering::SeqCst) & (1 << port) != 0
+}
+
+fn main(_start: Start) -> u32 {
+    let Some((base, _)) = xen_base() else {
+        return 1;
+    };
+    install_hypercall_page(base);
+    put(0, DOMID_SELF);
+    put(1, 0);
+    put(2, SHINFO >> 12);
+    println!("v add_shinfo ", hypercall(nr::MEMORY_OP, [7, arg(), 0, 0, 0]));
+    upcall::install(VECTOR, SHINFO);
+    put(0, u64::from(VECTOR) << 32);
+    println!("v upcall_vector ", hypercall(nr::HVM_OP, [23, arg(), 0, 0, 0]));
+
+    // EVTCHNOP_bind_virq {virq 0 (timer), vcpu 0}.
+    put(0, 0);
+    put(1, 0);
+    println!("v bind_virq ", hypercall(nr::EVENT_CHANNEL_OP, [1, arg(), 0, 0, 0]));
+    let port = get(1);
+
+    // VCPUOP_set_singleshot_timer(vcpu 0, {now + 2 ms, flags 0}).
+    put(0, now() + 2_000_000);
+    put(1, 0);
+    println!("v singleshot ", hypercall(nr::VCPU_OP, [8, 0, arg(), 0, 0]));
+    println!("v singleshot_fired ", upcall::wait(1), " port ", seen(port));
+
+    // set_timer_op(now + 1 ms).
+    println!("v set_timer_op ", hypercall(nr::SET_TIMER_OP, [now() + 1_000_000, 0, 0, 0, 0]));
+    println!("v set_timer_op_fired ", upcall::wait(2), " port ", seen(port));
+
+    // VCPUOP_set_periodic_timer(vcpu 0, {1 ms}); five ticks, then stop.
+    put(0, 1_000_000);
+    println!("v periodic ", hypercall(nr::VCPU_OP, [6, 0, arg(), 0, 0]));
+    println!("v periodic_fired ", upcall::wait(7), " port ", seen(port));
+    println!("v stop_periodic ", hypercall(nr::VCPU_OP, [7, 0, 0, 0, 0]));
+
+    // Latency, in TSC ticks: a bare hypercall round trip, and EVTCHNOP_send
+    // on a self-IPI to the entry of the upcall handler.
+    let t0 = rdtsc();
+    for _ in 0..ROUNDS {
+        hypercall(nr::XEN_VERSION, [0; 5]);
+    }
+    let hcall = (rdtsc() - t0) / ROUNDS;
+    put(0, 0);
+    hypercall(nr::EVENT_CHANNEL_OP, [7, arg(), 0, 0, 0]);
+    let ipi = get(0) >> 32;
+    let mut total = 0;
+    for i in 0..ROUNDS {
+        put(0, ipi);
+        let before = upcall::UPCALLS.load(Ordering::SeqCst);
+        let t = rdtsc();
+        hypercall(nr::EVENT_CHANNEL_OP, [4, arg(), 0, 0, 0]);
+        upcall::wait(before + 1);
+        total += upcall::LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t);
+        let _ = i;
+    }
+    println!("v tsc_hypercall ", hcall, " tsc_send_to_upcall ", total / ROUNDS);
+    0
+}
+
+entry!(main);
