@@ -23,11 +23,12 @@
 //! | 24 | `vcpu_op` | [`vcpu`] (time and runstate upkeep in [`time`]) |
 //! | 29 | `sched_op` | [`sched`] |
 //! | 32 | `event_channel_op` | [`evtchn`] (over `xen-evtchn`; registered by the VMM, which owns the event channels) |
+//! | 33 | `physdev_op` | [`physdev`] (over `xen-evtchn`; registered by the VMM) |
 //! | 34 | `hvm_op` | [`hvm`] |
 //! | 7, 35, 36 | `platform_op`, `sysctl`, `domctl` | -EPERM for a domU |
 //!
 //! Everything else gets -ENOSYS with a rate-limited warning naming the
-//! hypercall; grant tables and physdev join later.
+//! hypercall; grant tables join later.
 //!
 //! ```
 //! use xen_abi::memory::{E820Entry, E820Type};
@@ -50,6 +51,7 @@ pub mod hvm;
 pub mod memory;
 pub mod misc;
 pub mod page;
+pub mod physdev;
 pub mod ratelimit;
 pub mod sched;
 #[cfg(any(test, feature = "test-utils"))]
@@ -72,6 +74,7 @@ pub use evtchn::EvtchnOp;
 pub use hvm::{HvmEvents, HvmOp, callback_via};
 pub use memory::{GrantFrames, MemoryOp};
 pub use misc::VmAssist;
+pub use physdev::PhysdevOp;
 pub use sched::{SchedOp, SetTimerOp};
 pub use time::{Runstate, Runstates, update_vcpu_time, update_wallclock};
 pub use vcpu::VcpuOp;
