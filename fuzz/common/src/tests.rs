@@ -16,6 +16,7 @@ fn targets() -> Vec<Target> {
         ("cpuid_apply", cpuid_apply, cpuid_seed),
         ("abi_decode", abi_decode, abi_seed),
         ("hypercall_dispatch", hypercall_dispatch, dispatch_seed),
+        ("evtchn_ops", evtchn_ops, evtchn_seed),
     ]
 }
 
@@ -36,6 +37,11 @@ fn abi_seed(n: u64) -> Vec<u8> {
 /// A `hypercall_dispatch` seed: random bytes.
 fn dispatch_seed(n: u64) -> Vec<u8> {
     Rng::new(n + 1000).bytes(2048)
+}
+
+/// An `evtchn_ops` seed: random bytes.
+fn evtchn_seed(n: u64) -> Vec<u8> {
+    Rng::new(n + 2000).bytes(2048)
 }
 
 const SEEDS: u64 = 8;
@@ -87,5 +93,13 @@ fn test_cpuid_apply_random_inputs_run_clean() {
     let mut rng = Rng::new(42);
     for n in 0..2000 {
         cpuid_apply(&cpuid_seed(n ^ rng.next_u64()));
+    }
+}
+
+#[test]
+fn test_evtchn_ops_random_inputs_run_clean() {
+    let mut rng = Rng::new(7);
+    for n in 0..2000 {
+        evtchn_ops(&evtchn_seed(n ^ rng.next_u64()));
     }
 }

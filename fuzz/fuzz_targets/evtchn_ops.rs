@@ -1,0 +1,14 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Arbitrary sequences of event-channel operations, VMM calls and guest writes.
+
+#![cfg_attr(fuzzing, no_main)]
+
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| xen_fuzz_common::evtchn_ops(data));
+
+#[cfg(not(fuzzing))]
+fn main() -> std::process::ExitCode {
+    xen_fuzz_common::replay::main("evtchn_ops", xen_fuzz_common::evtchn_ops)
+}
