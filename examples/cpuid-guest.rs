@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     );
 
     let outcome = match Runner::new(guests::CPUID)
-        .cpuid(move |c: &mut CpuId| xen.apply(c, 0).map_err(|e| e.to_string()))
+        .cpuid(move |c: &mut CpuId, vcpu| xen.apply(c, vcpu).map_err(|e| e.to_string()))
         .run()
     {
         Ok(o) => o,

@@ -30,7 +30,7 @@ pub use xen::{Xen, XenHandle};
 use std::io::Cursor;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -131,6 +131,9 @@ pub enum End {
     Unexpected(String),
 }
 
+/// Most vCPUs a harness VM runs.
+pub const MAX_VCPUS: u32 = 4;
+
 /// Counts of the exits a run took.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitCounts {
@@ -142,6 +145,15 @@ pub struct ExitCounts {
     pub unhandled_pio: u64,
     /// Exits the test's hook handled.
     pub hooked: u64,
+}
+
+impl ExitCounts {
+    fn add(&mut self, other: &ExitCounts) {
+        self.pio += other.pio;
+        self.mmio += other.mmio;
+        self.unhandled_pio += other.unhandled_pio;
+        self.hooked += other.hooked;
+    }
 }
 
 /// What a run produced.
@@ -231,13 +243,14 @@ pub fn in_lab() -> bool {
     std::env::var("XEN_ON_KVM_LAB").is_ok_and(|v| v == "1")
 }
 
-type CpuidHook = Box<dyn FnOnce(&mut CpuId) -> Result<(), String> + Send>;
+type CpuidHook = Box<dyn Fn(&mut CpuId, u32) -> Result<(), String> + Send>;
 type VmHook = Box<dyn FnOnce(&VmFd, &GuestMemoryMmap) -> Result<(), String> + Send>;
-type VcpuHook = Box<dyn FnOnce(&mut VcpuFd) -> Result<(), String> + Send>;
+type VcpuHook = Box<dyn Fn(&mut VcpuFd, u32) -> Result<(), String> + Send>;
 /// A handler for exits the harness does not own (everything but its console
 /// and exit ports and the fatal exits): it reads the exit from the vCPU's
-/// `kvm_run` and returns whether it handled it.
-pub type ExitHook = Box<dyn FnMut(&mut VcpuFd) -> bool + Send>;
+/// `kvm_run` (the second argument is the vCPU index) and returns whether it
+/// handled it. With several vCPUs, calls are serialised.
+pub type ExitHook = Box<dyn FnMut(&mut VcpuFd, u32) -> bool + Send>;
 
 /// Runs one guest in a fresh VM.
 pub struct Runner {
@@ -245,6 +258,7 @@ pub struct Runner {
     memory: usize,
     timeout: Duration,
     arg: u64,
+    vcpus: u32,
     cpuid: Option<CpuidHook>,
     vm_setup: Option<VmHook>,
     vcpu_setup: Option<VcpuHook>,
@@ -260,6 +274,7 @@ impl Runner {
             memory: 32 << 20,
             timeout: Duration::from_secs(60),
             arg: 0,
+            vcpus: 1,
             cpuid: None,
             vm_setup: None,
             vcpu_setup: None,
@@ -286,10 +301,20 @@ impl Runner {
         self
     }
 
-    /// Edits the CPUID table (KVM's supported one) before it is set.
+    /// Runs `n` vCPUs (1 to [`MAX_VCPUS`]). Every vCPU enters the guest at
+    /// the same entry with its index in RDI and its own stack; the run ends
+    /// when vCPU 0's `guest_main` returns (or any vCPU ends it otherwise).
+    pub fn vcpus(mut self, n: u32) -> Self {
+        self.vcpus = n.clamp(1, MAX_VCPUS);
+        self
+    }
+
+    /// Edits each vCPU's CPUID table (KVM's supported one, with the Xen
+    /// leaves when [`Runner::xen`] is used) before it is set; the second
+    /// argument is the vCPU index.
     pub fn cpuid(
         mut self,
-        hook: impl FnOnce(&mut CpuId) -> Result<(), String> + Send + 'static,
+        hook: impl Fn(&mut CpuId, u32) -> Result<(), String> + Send + 'static,
     ) -> Self {
         self.cpuid = Some(Box::new(hook));
         self
@@ -305,10 +330,10 @@ impl Runner {
         self
     }
 
-    /// Configures the vCPU after its registers are set.
+    /// Configures each vCPU (with its index) after its registers are set.
     pub fn vcpu_setup(
         mut self,
-        hook: impl FnOnce(&mut VcpuFd) -> Result<(), String> + Send + 'static,
+        hook: impl Fn(&mut VcpuFd, u32) -> Result<(), String> + Send + 'static,
     ) -> Self {
         self.vcpu_setup = Some(Box::new(hook));
         self
@@ -316,7 +341,7 @@ impl Runner {
 
     /// Handles exits the harness does not own (port I/O to other ports,
     /// MSR exits, `KVM_EXIT_XEN`, ...).
-    pub fn on_exit(mut self, hook: impl FnMut(&mut VcpuFd) -> bool + Send + 'static) -> Self {
+    pub fn on_exit(mut self, hook: impl FnMut(&mut VcpuFd, u32) -> bool + Send + 'static) -> Self {
         self.on_exit = Some(Box::new(hook));
         self
     }
@@ -362,71 +387,121 @@ impl Runner {
         };
         let entry = load(&mem, self.guest)?;
 
-        let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        let mut cpuid = kvm
+        let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-        if let Some((_, leaves, _)) = &xen {
-            leaves
-                .apply(&mut cpuid, 0)
-                .map_err(|e| Error::Cpuid(e.to_string()))?;
-        }
-        if let Some(hook) = self.cpuid {
-            hook(&mut cpuid).map_err(Error::Cpuid)?;
-        }
-        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
-        let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-        layout::long_mode_sregs(&mut sregs);
-        vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
-        vcpu.set_regs(&layout::entry_regs(entry, 0, self.arg))
-            .map_err(kvm_err("KVM_SET_REGS"))?;
-        if let Some((handle, _, clock)) = &xen {
-            let accel = handle.accel().expect("set above");
-            accel.setup_vcpu(&mut vcpu);
-            if let Some(clock) = clock {
-                clock
-                    .calibrate(&vcpu)
-                    .map_err(|e| Error::Xen(e.to_string()))?;
+        let mut vcpus = Vec::new();
+        for index in 0..self.vcpus {
+            let mut vcpu = vm
+                .create_vcpu(u64::from(index))
+                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            let mut cpuid = supported.clone();
+            if let Some((_, leaves, _)) = &xen {
+                leaves
+                    .apply(&mut cpuid, index)
+                    .map_err(|e| Error::Cpuid(e.to_string()))?;
             }
-        }
-        if let Some(hook) = self.vcpu_setup {
-            hook(&mut vcpu).map_err(Error::VmSetup)?;
+            if let Some(hook) = &self.cpuid {
+                hook(&mut cpuid, index).map_err(Error::Cpuid)?;
+            }
+            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+            let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+            layout::long_mode_sregs(&mut sregs);
+            vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+            vcpu.set_regs(&layout::entry_regs(entry, u64::from(index), self.arg))
+                .map_err(kvm_err("KVM_SET_REGS"))?;
+            if index > 0 {
+                // Application processors wait for INIT/SIPI by default; ours
+                // start at the entry like the bootstrap processor.
+                vcpu.set_mp_state(kvm_bindings::kvm_mp_state {
+                    mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,
+                })
+                .map_err(kvm_err("KVM_SET_MP_STATE"))?;
+            }
+            if let Some((handle, _, clock)) = &xen {
+                handle.accel().expect("set above").setup_vcpu(&mut vcpu);
+                if let Some(clock) = clock {
+                    clock
+                        .calibrate(&vcpu)
+                        .map_err(|e| Error::Xen(e.to_string()))?;
+                }
+            }
+            if let Some(hook) = &self.vcpu_setup {
+                hook(&mut vcpu, index).map_err(Error::VmSetup)?;
+            }
+            vcpus.push(vcpu);
         }
 
         let stop = Arc::new(AtomicBool::new(false));
+        let console = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, done_rx) = mpsc::channel();
         let guest = self.guest.name;
-        let stop_vcpu = stop.clone();
-        let user_exit = self.on_exit;
-        let mut on_exit: Option<ExitHook> = match (user_exit, xen) {
-            (hook, None) => hook,
-            (mut hook, Some((handle, _, _))) => Some(Box::new(move |vcpu: &mut VcpuFd| {
-                hook.as_mut().is_some_and(|h| h(vcpu))
-                    || handle.accel().is_some_and(|a| a.handle_exit(vcpu, 0))
-            })),
-        };
+        let user_hook = self.on_exit.map(|h| Arc::new(Mutex::new(h)));
+        let accel = xen.map(|(handle, _, _)| handle);
         install_kick_handler();
-        let handle = thread::Builder::new()
-            .name(format!("vcpu0-{guest}"))
-            .spawn(move || {
-                let r = vcpu_loop(&mut vcpu, &stop_vcpu, &mut on_exit);
-                let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
-                let _ = done_tx.send(());
-                (r, rip)
-            })
-            .expect("spawn vCPU thread");
+        let mut threads = Vec::new();
+        for (index, mut vcpu) in vcpus.into_iter().enumerate() {
+            let index = index as u32;
+            let (stop, console, done_tx) = (stop.clone(), console.clone(), done_tx.clone());
+            let (user_hook, accel) = (user_hook.clone(), accel.clone());
+            let mut delegate = move |vcpu: &mut VcpuFd| {
+                user_hook
+                    .as_ref()
+                    .is_some_and(|h| h.lock().unwrap_or_else(|e| e.into_inner())(vcpu, index))
+                    || accel
+                        .as_ref()
+                        .and_then(XenHandle::accel)
+                        .is_some_and(|a| a.handle_exit(vcpu, index))
+            };
+            let t = thread::Builder::new()
+                .name(format!("vcpu{index}-{guest}"))
+                .spawn(move || {
+                    let r = vcpu_loop(&mut vcpu, &stop, &console, &mut delegate);
+                    let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                    let _ = done_tx.send(index);
+                    (r, rip)
+                })
+                .expect("spawn vCPU thread");
+            threads.push(t);
+        }
+        drop(done_tx);
 
-        if done_rx.recv_timeout(self.timeout).is_err() {
-            stop.store(true, Ordering::SeqCst);
-            // The kick can land before KVM_RUN is entered: repeat it until
-            // the thread has noticed.
-            while done_rx.recv_timeout(Duration::from_millis(5)).is_err() {
-                let _ = handle.kill(kick_signal());
+        // The run ends with the first vCPU to end it (or the timeout); the
+        // others are then stopped.
+        let first = done_rx.recv_timeout(self.timeout).ok();
+        stop.store(true, Ordering::SeqCst);
+        let mut finished = usize::from(first.is_some());
+        while finished < threads.len() {
+            match done_rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(_) => finished += 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // The kick can land before KVM_RUN is entered: repeat it
+                    // until every thread has noticed.
+                    for t in &threads {
+                        if !t.is_finished() {
+                            let _ = t.kill(kick_signal());
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let (result, rip) = handle.join().map_err(|_| Error::VcpuThread)?;
-        let (console, end, exits) = result?;
+        let mut results = Vec::new();
+        for t in threads {
+            results.push(t.join().map_err(|_| Error::VcpuThread)?);
+        }
+        let mut exits = ExitCounts::default();
+        let mut ends = Vec::new();
+        for (r, rip) in results {
+            let (end, counts) = r?;
+            exits.add(&counts);
+            ends.push((end, rip));
+        }
+        let ender = first.unwrap_or(0) as usize;
+        let (end, _) = ends[ender].clone();
+        let rip = ends[0].1;
         drop(vm);
+        let console = console.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Ok(Outcome {
             guest,
             console: String::from_utf8_lossy(&console).into_owned(),
@@ -502,14 +577,18 @@ enum Step {
     Delegate,
 }
 
-type LoopResult = Result<(Vec<u8>, End, ExitCounts), Error>;
+type LoopResult = Result<(End, ExitCounts), Error>;
 
-fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool, on_exit: &mut Option<ExitHook>) -> LoopResult {
-    let mut console = Vec::new();
+fn vcpu_loop(
+    vcpu: &mut VcpuFd,
+    stop: &AtomicBool,
+    console: &Mutex<Vec<u8>>,
+    delegate: &mut dyn FnMut(&mut VcpuFd) -> bool,
+) -> LoopResult {
     let mut counts = ExitCounts::default();
     loop {
         if stop.load(Ordering::SeqCst) {
-            return Ok((console, End::Timeout, counts));
+            return Ok((End::Timeout, counts));
         }
         let exit = match vcpu.run() {
             Ok(exit) => exit,
@@ -526,6 +605,7 @@ fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool, on_exit: &mut Option<ExitHook
         let step = match exit {
             VcpuExit::IoOut(CONSOLE_PORT, data) => {
                 counts.pio += 1;
+                let mut console = console.lock().unwrap_or_else(|e| e.into_inner());
                 console.extend_from_slice(data);
                 Step::End((console.len() > CONSOLE_LIMIT).then_some(End::ConsoleOverflow))
             }
@@ -571,11 +651,7 @@ fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool, on_exit: &mut Option<ExitHook
                 Some(End::InternalError(sub))
             }
             Step::Delegate => {
-                let handled = match on_exit {
-                    Some(hook) => hook(vcpu),
-                    None => false,
-                };
-                if handled {
+                if delegate(vcpu) {
                     counts.hooked += 1;
                     None
                 } else if vcpu.get_kvm_run().exit_reason == kvm_bindings::KVM_EXIT_IO {
@@ -590,7 +666,7 @@ fn vcpu_loop(vcpu: &mut VcpuFd, stop: &AtomicBool, on_exit: &mut Option<ExitHook
             }
         };
         if let Some(end) = end {
-            return Ok((console, end, counts));
+            return Ok((end, counts));
         }
     }
 }

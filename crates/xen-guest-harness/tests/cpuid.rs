@@ -19,7 +19,7 @@ fn hex(s: &str) -> u32 {
 
 fn run(xen: XenCpuid, extra: Vec<kvm_cpuid_entry2>) -> (Outcome, Seen) {
     let o = Runner::new(guests::CPUID)
-        .cpuid(move |cpuid: &mut CpuId| {
+        .cpuid(move |cpuid: &mut CpuId, vcpu| {
             if !extra.is_empty() {
                 // Stand-in for a VMM that offers Hyper-V leaves: drop KVM's
                 // block at 0x40000000 and put the Hyper-V leaves there.
@@ -29,10 +29,10 @@ fn run(xen: XenCpuid, extra: Vec<kvm_cpuid_entry2>) -> (Outcome, Seen) {
                     .filter(|e| !(0x4000_0000..0x4000_0100).contains(&e.function))
                     .copied()
                     .collect();
-                v.extend(extra);
+                v.extend(extra.iter().copied());
                 *cpuid = CpuId::from_entries(&v).map_err(|e| format!("{e:?}"))?;
             }
-            xen.apply(cpuid, 0).map_err(|e| e.to_string())
+            xen.apply(cpuid, vcpu).map_err(|e| e.to_string())
         })
         .run()
         .unwrap();

@@ -28,7 +28,7 @@ fn test_exit_cost_bare_pio_versus_hypercall() {
     let (m, h, x) = (marks.clone(), handling.clone(), handle.clone());
     // This hook runs before the runner's own Xen handling: it takes the
     // phase marks, and times the accelerator's work on every other exit.
-    let runner = runner.on_exit(move |vcpu| {
+    let runner = runner.on_exit(move |vcpu, index| {
         let run = vcpu.get_kvm_run();
         if run.exit_reason == kvm_bindings::KVM_EXIT_IO {
             // SAFETY: the exit reason says `io` is the valid member.
@@ -39,7 +39,7 @@ fn test_exit_cost_bare_pio_versus_hypercall() {
             }
         }
         let t = Instant::now();
-        let handled = x.accel().unwrap().handle_exit(vcpu, 0);
+        let handled = x.accel().unwrap().handle_exit(vcpu, index);
         *h.lock().unwrap() += t.elapsed();
         handled
     });

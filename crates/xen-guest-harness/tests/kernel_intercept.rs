@@ -86,7 +86,7 @@ fn test_kernel_intercept_vmcall_vmmcall_64_and_32_bit_exit_as_xen() {
             }
             Ok(())
         })
-        .on_exit(move |vcpu| {
+        .on_exit(move |vcpu, _index| {
             let run: &mut kvm_run = vcpu.get_kvm_run();
             if run.exit_reason != KVM_EXIT_XEN {
                 return false;
