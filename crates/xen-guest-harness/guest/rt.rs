@@ -34,7 +34,11 @@ global_asm!(
     ".section .text.boot, \"ax\"",
     ".global _start",
     "_start:",
+    // Each vCPU (index in RDI) gets its own 16 KiB of the stack area.
     "    lea rsp, [rip + __stack_top]",
+    "    mov rax, rdi",
+    "    shl rax, 14",
+    "    sub rsp, rax",
     "    xor ebp, ebp",
     "    call {entry}",
     "2:  hlt",
@@ -60,7 +64,19 @@ extern "C" fn rt_entry(vcpu: u64, arg: u64) -> ! {
     idt::install();
     // SAFETY: `guest_main` is defined by the guest through `entry!`.
     let status = unsafe { guest_main(Start { vcpu, arg }) };
+    if vcpu != 0 {
+        // Only vCPU 0 ends the run; the others park once done.
+        park();
+    }
     exit(status)
+}
+
+/// Stops this vCPU for good (interrupts off, halted).
+pub fn park() -> ! {
+    loop {
+        // SAFETY: halting with interrupts off parks the vCPU.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
+    }
 }
 
 /// Declares the guest's main function: `fn(Start) -> u32`; its result is
@@ -223,8 +239,8 @@ impl Console {
 
 static mut CONSOLE: Console = Console { buf: [0; 256], len: 0 };
 
-/// The console. Guests are single-threaded per vCPU and multi-vCPU guests
-/// must serialise printing themselves.
+/// The console. It is one buffer: in a multi-vCPU guest only one vCPU
+/// (by convention vCPU 0) prints; the others report through memory.
 #[allow(static_mut_refs)]
 pub fn console() -> &'static mut Console {
     // SAFETY: one vCPU prints at a time (see above); no other reference

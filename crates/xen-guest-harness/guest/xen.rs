@@ -214,22 +214,25 @@ pub fn hypercall32(nr: u32, a: [u32; 5]) -> i64 {
 
 /// Event-channel upcalls taken in an IDT handler, as Linux's
 /// `xen_evtchn_do_upcall` does for the 2-level ABI with a per-vCPU upcall
-/// vector (one vCPU, whose vcpu_info is its slot in shared_info).
+/// vector. Each vCPU's vcpu_info is its slot in shared_info (vCPU < 32);
+/// the handler finds its vCPU from the local APIC id.
 pub mod upcall {
     use core::arch::{asm, global_asm};
-    use core::ptr::write_volatile;
+    use core::ptr::{read_volatile, write_volatile};
     use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     use crate::set_gate;
 
     /// The local APIC's MMIO base.
     pub const LAPIC: u64 = 0xfee0_0000;
-    /// Upcalls taken so far.
-    pub static UPCALLS: AtomicU32 = AtomicU32::new(0);
-    /// Bit p set: port p (< 64) was handled.
-    pub static SEEN: AtomicU64 = AtomicU64::new(0);
-    /// The TSC when the last upcall entered the handler.
-    pub static LAST_TSC: AtomicU64 = AtomicU64::new(0);
+    /// vCPUs the counters cover.
+    pub const MAX_VCPUS: usize = 4;
+    /// Upcalls taken so far, per vCPU.
+    pub static UPCALLS: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+    /// Bit p set: port p (< 64) was handled, per vCPU.
+    pub static SEEN: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+    /// The TSC when the last upcall entered the handler, per vCPU.
+    pub static LAST_TSC: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
     static SHINFO: AtomicU64 = AtomicU64::new(0);
 
     global_asm!(
@@ -250,6 +253,13 @@ pub mod upcall {
         fn xen_upcall_entry();
     }
 
+    /// This vCPU's index: its local APIC id.
+    pub fn this_vcpu() -> usize {
+        // SAFETY: the local APIC id register, identity-mapped.
+        let id = unsafe { read_volatile((LAPIC + 0x20) as *const u32) } >> 24;
+        (id as usize).min(MAX_VCPUS - 1)
+    }
+
     fn word(off: u64) -> &'static AtomicU64 {
         // SAFETY: shared_info is guest RAM the guest placed; the VMM changes
         // these words only atomically, as this guest does.
@@ -257,11 +267,13 @@ pub mod upcall {
     }
 
     extern "C" fn handler() {
-        LAST_TSC.store(crate::rdtsc(), Ordering::SeqCst);
-        UPCALLS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: byte 0 of vCPU 0's vcpu_info is evtchn_upcall_pending.
-        unsafe { write_volatile(SHINFO.load(Ordering::Relaxed) as *mut u8, 0) };
-        let sel = word(8).swap(0, Ordering::SeqCst);
+        let v = this_vcpu();
+        LAST_TSC[v].store(crate::rdtsc(), Ordering::SeqCst);
+        UPCALLS[v].fetch_add(1, Ordering::SeqCst);
+        let info = 64 * v as u64;
+        // SAFETY: byte 0 of this vCPU's vcpu_info is evtchn_upcall_pending.
+        unsafe { write_volatile((SHINFO.load(Ordering::Relaxed) + info) as *mut u8, 0) };
+        let sel = word(info + 8).swap(0, Ordering::SeqCst);
         for w in 0..64u64 {
             if sel & (1 << w) == 0 {
                 continue;
@@ -272,7 +284,7 @@ pub mod upcall {
                 if ready & (1 << b) != 0 {
                     pending.fetch_and(!(1 << b), Ordering::SeqCst);
                     if w == 0 {
-                        SEEN.fetch_or(1 << b, Ordering::SeqCst);
+                        SEEN[v].fetch_or(1 << b, Ordering::SeqCst);
                     }
                 }
             }
@@ -282,8 +294,9 @@ pub mod upcall {
         unsafe { write_volatile((LAPIC + 0xb0) as *mut u32, 0) };
     }
 
-    /// Enables the local APIC and routes `vector` to the handler, which
-    /// finds shared_info at `shinfo`.
+    /// Enables this vCPU's local APIC and routes `vector` to the handler,
+    /// which finds shared_info at `shinfo`. Every vCPU that takes upcalls
+    /// calls it.
     pub fn install(vector: u8, shinfo: u64) {
         SHINFO.store(shinfo, Ordering::SeqCst);
         // SAFETY: the spurious-vector register: software enable, vector 0xff.
@@ -291,15 +304,31 @@ pub mod upcall {
         set_gate(vector, xen_upcall_entry as usize as u64);
     }
 
-    /// Waits with interrupts on until `n` upcalls have been taken. Each halt
-    /// ends with an interrupt; if none comes, the harness's timeout ends
-    /// the run.
+    /// Upcalls this vCPU has taken.
+    pub fn count() -> u32 {
+        UPCALLS[this_vcpu()].load(Ordering::SeqCst)
+    }
+
+    /// Takes (and clears) the ports this vCPU has seen.
+    pub fn take_seen() -> u64 {
+        SEEN[this_vcpu()].swap(0, Ordering::SeqCst)
+    }
+
+    /// The TSC at the entry of this vCPU's last upcall.
+    pub fn last_tsc() -> u64 {
+        LAST_TSC[this_vcpu()].load(Ordering::SeqCst)
+    }
+
+    /// Waits with interrupts on until this vCPU has taken `n` upcalls. Each
+    /// halt ends with an interrupt; if none comes, the harness's timeout
+    /// ends the run.
     pub fn wait(n: u32) -> bool {
+        let v = this_vcpu();
         loop {
             // SAFETY: interrupts off while checking, then `sti; hlt`, which
             // takes no interrupt between the two instructions.
             unsafe { asm!("cli") };
-            if UPCALLS.load(Ordering::SeqCst) >= n {
+            if UPCALLS[v].load(Ordering::SeqCst) >= n {
                 // SAFETY: back to interrupts on.
                 unsafe { asm!("sti") };
                 return true;

@@ -12,7 +12,6 @@
 #![no_main]
 
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::Ordering;
 
 use xen_guest_rt::xen::{hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println, rdtsc};
@@ -47,7 +46,7 @@ fn now() -> u64 {
 }
 
 fn seen(port: u64) -> bool {
-    upcall::SEEN.swap(0, Ordering::SeqCst) & (1 << port) != 0
+    upcall::take_seen() & (1 << port) != 0
 }
 
 fn main(_start: Start) -> u32 {
@@ -98,11 +97,11 @@ fn main(_start: Start) -> u32 {
     let mut total = 0;
     for i in 0..ROUNDS {
         put(0, ipi);
-        let before = upcall::UPCALLS.load(Ordering::SeqCst);
+        let before = upcall::count();
         let t = rdtsc();
         hypercall(nr::EVENT_CHANNEL_OP, [4, arg(), 0, 0, 0]);
         upcall::wait(before + 1);
-        total += upcall::LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t);
+        total += upcall::last_tsc().wrapping_sub(t);
         let _ = i;
     }
     println!("v tsc_hypercall ", hcall, " tsc_send_to_upcall ", total / ROUNDS);

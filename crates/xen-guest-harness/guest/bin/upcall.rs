@@ -78,8 +78,8 @@ fn main(_start: Start) -> u32 {
     let port = get(0) >> 32;
     put(0, port);
     println!("v send ", evtchn(EVTCHNOP_SEND));
-    println!("v upcall_taken ", upcall::wait(1), " count ", upcall::UPCALLS.load(Ordering::SeqCst));
-    println!("v seen ", upcall::SEEN.load(Ordering::SeqCst) == 1 << port, " port ", port);
+    println!("v upcall_taken ", upcall::wait(1), " count ", upcall::count());
+    println!("v seen ", upcall::take_seen() == 1 << port, " port ", port);
 
     // Masked: pending without an upcall; unmask delivers it.
     shared(2560).fetch_or(1 << port, Ordering::SeqCst);
@@ -88,13 +88,12 @@ fn main(_start: Start) -> u32 {
     for _ in 0..2000 {
         core::hint::spin_loop();
     }
-    println!("v masked_count ", upcall::UPCALLS.load(Ordering::SeqCst));
-    upcall::SEEN.store(0, Ordering::SeqCst);
+    println!("v masked_count ", upcall::count());
     // As Linux does for a pending port: leave the mask set and let the
     // hypercall clear it, so that the hypervisor re-raises the event.
     put(0, port);
     println!("v unmask ", evtchn(EVTCHNOP_UNMASK));
-    println!("v unmask_taken ", upcall::wait(2), " seen ", upcall::SEEN.load(Ordering::SeqCst) == 1 << port);
+    println!("v unmask_taken ", upcall::wait(2), " seen ", upcall::take_seen() == 1 << port);
     0
 }
 
