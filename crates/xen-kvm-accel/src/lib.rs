@@ -23,6 +23,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod block;
 pub mod caps;
 pub mod clock;
 pub mod ioctls;
@@ -46,6 +47,7 @@ use xen_hypercall::{
     Abi, Dispatcher, Domain, GpRegs, HcResult, Hypercall, result_value, set_result,
 };
 
+pub use block::{Blocker, KvmEvents, WakingUpcall};
 pub use caps::{Caps, Path, PathChoice, PathError};
 pub use clock::TscClock;
 pub use timers::TimerfdTimers;
