@@ -12,7 +12,10 @@ use xen_abi::xen::HypercallNr;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
 use xen_evtchn::EventChannels;
 use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, EvtchnOp, default_dispatcher};
-use xen_kvm_accel::{Caps, KvmUpcall, Path, TimerfdTimers, TscClock, XenAccel, XenConfig};
+use xen_kvm_accel::{
+    Blocker, Caps, KvmEvents, KvmUpcall, Path, TimerfdTimers, TscClock, WakingUpcall, XenAccel,
+    XenConfig,
+};
 
 /// How a harness VM presents Xen.
 pub struct Xen {
@@ -39,7 +42,9 @@ impl Xen {
     /// Xen 4.10 with every default: the default dispatcher for `config`
     /// plus event channels whose upcalls go through the in-kernel irqchip
     /// ([`KvmUpcall`]), a domain whose environment is `env` with a
-    /// calibrated [`TscClock`], automatic path choice.
+    /// calibrated [`TscClock`] and vCPUs that really block in
+    /// SCHEDOP_block/poll ([`KvmEvents`]; `env.events` still receives
+    /// shutdowns), automatic path choice.
     pub fn new(config: DomainConfig, env: Env) -> Self {
         Self::build(config, env, false)
     }
@@ -54,12 +59,16 @@ impl Xen {
         let clock = Arc::new(TscClock::new());
         let timers = pv_timers
             .then(|| Arc::new(TimerfdTimers::new(config.vcpus, clock.clone()).expect("timerfds")));
-        let env = match &timers {
-            Some(t) => Env {
-                timers: t.clone(),
-                ..env
+        // SCHEDOP_block/poll park the vCPU thread until an event or the
+        // deadline; shutdown still goes to the caller's handler.
+        let blocker = Arc::new(Blocker::new(config.vcpus, clock.clone()));
+        let env = Env {
+            events: Arc::new(KvmEvents::new(blocker.clone(), env.events.clone())),
+            timers: match &timers {
+                Some(t) => t.clone(),
+                None => env.timers.clone(),
             },
-            None => env,
+            ..env
         };
         let version = xen_cpuid::XenVersion::try_from(config.version).expect("a valid version");
         let mut dispatcher = default_dispatcher(&config);
@@ -72,13 +81,11 @@ impl Xen {
             },
         ));
         let upcall = Arc::new(KvmUpcall::new(domain.clone()));
+        // Every raise also wakes a vCPU blocked in SCHEDOP_block/poll.
+        let waking = Arc::new(WakingUpcall::new(upcall.clone(), blocker));
         let channels = Arc::new(
-            EventChannels::new(
-                xen_evtchn::Config::new(domid),
-                domain.clone(),
-                upcall.clone(),
-            )
-            .expect("a regular domid"),
+            EventChannels::new(xen_evtchn::Config::new(domid), domain.clone(), waking)
+                .expect("a regular domid"),
         );
         dispatcher.register(
             HypercallNr::EventChannelOp,

@@ -3,7 +3,8 @@
 
 //! PV timers end to end: VCPUOP_set_singleshot_timer, set_timer_op and a
 //! periodic timer fire VIRQ_TIMER as upcalls into the guest (timerfds on
-//! the event-manager thread). Also prints the guest-observed send-to-upcall
+//! the event-manager thread); SCHEDOP_poll returns at once on a pending
+//! port and blocks until its timeout otherwise. Also prints the guest-observed send-to-upcall
 //! latency beside a bare hypercall round trip (no timing assertions).
 
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ fn test_guest_timer_virq_singleshot_set_timer_op_periodic() {
     assert_eq!(v["periodic"], "0");
     assert_eq!(v["periodic_fired"], "true port true");
     assert_eq!(v["stop_periodic"], "0");
+    assert_eq!(v["poll_pending"], "0 fast true");
+    assert_eq!(v["poll_timeout_rounds_bounded"], "true waited true");
     let lat: Vec<u64> = v["tsc_hypercall"]
         .split(' ')
         .filter_map(|x| x.parse().ok())

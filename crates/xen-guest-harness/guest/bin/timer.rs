@@ -84,6 +84,46 @@ fn main(_start: Start) -> u32 {
     println!("v periodic_fired ", upcall::wait(7), " port ", seen(port));
     println!("v stop_periodic ", hypercall(nr::VCPU_OP, [7, 0, 0, 0, 0]));
 
+    // SCHEDOP_poll on the (masked, so no upcall) timer port: with the port
+    // pending it returns at once; without, it blocks until the timeout.
+    let mask = (SHINFO + 2560) as *mut u64;
+    // SAFETY: the guest's own mask word in shared_info; nothing else
+    // writes it.
+    unsafe { write_volatile(mask, read_volatile(mask) | 1 << port) };
+    put(0, now() + 1_000_000);
+    hypercall(nr::SET_TIMER_OP, [get(0), 0, 0, 0, 0]);
+    let poll = |timeout: u64| {
+        put(8, port);
+        put(0, arg() + 64);
+        put(1, 1);
+        put(2, timeout);
+        hypercall(nr::SCHED_OP, [3, arg(), 0, 0, 0])
+    };
+    // Wait (polling without a timeout: spurious returns are allowed) until
+    // the timer has made the port pending.
+    let mut polls = 0;
+    let pending = (SHINFO + 2048) as *const u64;
+    // SAFETY: reading the pending word of shared_info.
+    while unsafe { read_volatile(pending) } & (1 << port) == 0 && polls < 1000 {
+        poll(0);
+        polls += 1;
+    }
+    let t = now();
+    let r = poll(t + 1_000_000_000);
+    println!("v poll_pending ", r, " fast ", now() - t < 500_000_000);
+    // Consume it, then poll with a 5 ms timeout until that time has passed.
+    // SAFETY: as above; the guest clears its own pending bit.
+    unsafe { core::ptr::write_volatile(pending as *mut u64, read_volatile(pending) & !(1 << port)) };
+    let t = now();
+    let mut rounds = 0;
+    while now() < t + 5_000_000 && rounds < 1000 {
+        poll(t + 5_000_000);
+        rounds += 1;
+    }
+    println!("v poll_timeout_rounds_bounded ", rounds < 1000, " waited ", now() - t >= 5_000_000);
+    // SAFETY: unmask again.
+    unsafe { write_volatile(mask, read_volatile(mask) & !(1 << port)) };
+
     // Latency, in TSC ticks: a bare hypercall round trip, and EVTCHNOP_send
     // on a self-IPI to the entry of the upcall handler.
     let t0 = rdtsc();
