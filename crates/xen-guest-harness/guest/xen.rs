@@ -41,6 +41,38 @@ pub struct Page(pub [u8; 4096]);
 /// The guest's hypercall page.
 pub static mut HYPERCALL_PAGE: Page = Page([0; 4096]);
 
+/// Scratch pages for hypercall arguments, one per vCPU.
+#[repr(C, align(4096))]
+struct Scratch([[u64; 512]; 4]);
+
+static mut SCRATCH: Scratch = Scratch([[0; 512]; 4]);
+
+/// Address of `vcpu`'s scratch argument page (vCPU indexes wrap at 4).
+pub fn arg(vcpu: u64) -> u64 {
+    (&raw const SCRATCH) as u64 + (vcpu % 4) * 4096
+}
+
+/// Writes 64-bit word `i` of `vcpu`'s scratch page.
+pub fn put(vcpu: u64, i: usize, v: u64) {
+    // SAFETY: inside the scratch page (index masked to its 512 words).
+    unsafe { core::ptr::write_volatile((arg(vcpu) as *mut u64).add(i % 512), v) }
+}
+
+/// Reads 64-bit word `i` of `vcpu`'s scratch page.
+pub fn get(vcpu: u64, i: usize) -> u64 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile((arg(vcpu) as *const u64).add(i % 512)) }
+}
+
+/// Places shared_info at `gfn` (`XENMEM_add_to_physmap`, space
+/// shared_info) from `vcpu`; returns the hypercall's result.
+pub fn place_shared_info(vcpu: u64, gfn: u64) -> i64 {
+    put(vcpu, 0, 0x7ff0); // DOMID_SELF; space 0 (shared_info)
+    put(vcpu, 1, 0); // idx 0
+    put(vcpu, 2, gfn);
+    hypercall(nr::MEMORY_OP, [7, arg(vcpu), 0, 0, 0])
+}
+
 /// Finds the Xen CPUID base the way Linux does; returns (base, max leaf).
 pub fn xen_base() -> Option<(u32, u32)> {
     for b in (0x4000_0000u32..0x4001_0000).step_by(0x100) {

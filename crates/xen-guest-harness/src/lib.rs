@@ -195,6 +195,14 @@ impl Outcome {
         );
     }
 
+    /// The guest's `v <name> <value>` report lines as a map from name to
+    /// the rest of the line (the convention the Xen guests use).
+    pub fn values(&self) -> std::collections::BTreeMap<&str, &str> {
+        self.lines_with("v ")
+            .filter_map(|l| l.split_once(' '))
+            .collect()
+    }
+
     /// Console lines starting with `prefix`, with the prefix removed.
     pub fn lines_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.console

@@ -104,6 +104,17 @@ impl Xen {
     }
 }
 
+/// A domain of `vcpus` vCPUs claiming Xen `version` (in `XENVER_version`
+/// form) with `ram` bytes of RAM from address 0.
+pub fn domain_config(vcpus: u32, version: u32, ram: u64) -> DomainConfig {
+    let map = vec![xen_abi::memory::E820Entry::new(
+        0,
+        ram,
+        xen_abi::memory::E820Type::Ram,
+    )];
+    DomainConfig::new(vcpus, version, map)
+}
+
 /// What a test can inspect after (or during) a run with Xen.
 #[derive(Clone, Default)]
 pub struct XenHandle(pub(crate) Arc<OnceLock<XenAccel<GuestMemoryMmap>>>);

@@ -5,28 +5,22 @@
 //! guest binds, sends, masks, unmasks, loops back and switches to FIFO,
 //! reading the bits the VMM sets in its memory.
 
-use std::collections::BTreeMap;
-
-use xen_abi::memory::{E820Entry, E820Type};
+use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::{DomainConfig, Env};
+use xen_hypercall::Env;
 
 #[test]
 fn test_guest_evtchn_2level_and_fifo_bits() {
     if !kvm_available("test_guest_evtchn_2level_and_fifo_bits") {
         return;
     }
-    let map = vec![E820Entry::new(0, 32 << 20, E820Type::Ram)];
-    let xen = Xen::new(DomainConfig::new(1, 0x4000a, map), Env::default());
+    let xen = Xen::new(domain_config(1, 0x4000a, 32 << 20), Env::default());
     let channels = xen.channels.clone();
     let (runner, handle) = Runner::new(guests::EVTCHN).xen(xen);
     let o = runner.run().unwrap();
     println!("{}", o.console);
     o.assert_status(0);
-    let v: BTreeMap<&str, &str> = o
-        .lines_with("v ")
-        .filter_map(|l| l.split_once(' '))
-        .collect();
+    let v = o.values();
     assert_eq!(v["add_shinfo"], "0");
     assert_eq!(v["ipi_port"], "1 pending_before false");
     assert_eq!(v["send"], "0");

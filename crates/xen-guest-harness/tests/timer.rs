@@ -7,30 +7,25 @@
 //! port and blocks until its timeout otherwise. Also prints the guest-observed send-to-upcall
 //! latency beside a bare hypercall round trip (no timing assertions).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use xen_abi::memory::{E820Entry, E820Type};
+use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::{DomainConfig, Env};
+use xen_hypercall::Env;
 
 #[test]
 fn test_guest_timer_virq_singleshot_set_timer_op_periodic() {
     if !kvm_available("test_guest_timer_virq_singleshot_set_timer_op_periodic") {
         return;
     }
-    let map = vec![E820Entry::new(0, 32 << 20, E820Type::Ram)];
-    let xen = Xen::with_pv_timers(DomainConfig::new(1, 0x40011, map), Env::default());
+    let xen = Xen::with_pv_timers(domain_config(1, 0x40011, 32 << 20), Env::default());
     let (runner, handle) = Runner::new(guests::TIMER)
         .timeout(Duration::from_secs(30))
         .xen(xen);
     let o = runner.run().unwrap();
     println!("{}", o.console);
     o.assert_status(0);
-    let v: BTreeMap<&str, &str> = o
-        .lines_with("v ")
-        .filter_map(|l| l.split_once(' '))
-        .collect();
+    let v = o.values();
     assert_eq!(v["bind_virq"], "0");
     assert_eq!(v["singleshot"], "0");
     assert_eq!(v["singleshot_fired"], "true port true");

@@ -4,28 +4,25 @@
 //! Event-channel upcalls taken by a guest's IDT handler: per-vCPU vector,
 //! masked delivery and unmask re-delivery.
 
-use std::collections::BTreeMap;
-
-use xen_abi::memory::{E820Entry, E820Type};
+use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::{DomainConfig, Env};
+use xen_hypercall::Env;
 
 #[test]
 fn test_guest_upcall_per_vcpu_vector_masking_and_unmask() {
     if !kvm_available("test_guest_upcall_per_vcpu_vector_masking_and_unmask") {
         return;
     }
-    let map = vec![E820Entry::new(0, 32 << 20, E820Type::Ram)];
     let (runner, handle) = Runner::new(guests::UPCALL)
         .timeout(std::time::Duration::from_secs(20))
-        .xen(Xen::new(DomainConfig::new(1, 0x40011, map), Env::default()));
+        .xen(Xen::new(
+            domain_config(1, 0x40011, 32 << 20),
+            Env::default(),
+        ));
     let o = runner.run().unwrap();
     println!("{}", o.console);
     o.assert_status(0);
-    let v: BTreeMap<&str, &str> = o
-        .lines_with("v ")
-        .filter_map(|l| l.split_once(' '))
-        .collect();
+    let v = o.values();
     assert_eq!(v["add_shinfo"], "0");
     assert_eq!(v["upcall_vector"], "0");
     assert_eq!(v["callback_gsi1"], "0");

@@ -14,10 +14,9 @@
 use core::hint::spin_loop;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use xen_guest_rt::xen::{hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::xen::{self, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println};
 
-const DOMID_SELF: u64 = 0x7ff0;
 const SHINFO: u64 = 0x1f00 << 12;
 const VECTOR: u8 = 0xf3;
 const EVTCHNOP_SEND: u64 = 4;
@@ -32,23 +31,16 @@ static PORT1: AtomicU64 = AtomicU64::new(0);
 static AP_SEEN: AtomicU64 = AtomicU64::new(0);
 static AP_SEND: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// One hypercall argument page per vCPU.
-#[repr(C, align(4096))]
-struct Args([[u64; 256]; 2]);
-static mut ARGS: Args = Args([[0; 256]; 2]);
-
 fn arg(vcpu: usize) -> u64 {
-    (&raw const ARGS) as u64 + vcpu as u64 * 2048
+    xen::arg(vcpu as u64)
 }
 
 fn put(vcpu: usize, i: usize, v: u64) {
-    // SAFETY: inside this vCPU's half of ARGS.
-    unsafe { core::ptr::write_volatile((arg(vcpu) as *mut u64).add(i), v) }
+    xen::put(vcpu as u64, i, v)
 }
 
 fn get(vcpu: usize, i: usize) -> u64 {
-    // SAFETY: as above.
-    unsafe { core::ptr::read_volatile((arg(vcpu) as *const u64).add(i)) }
+    xen::get(vcpu as u64, i)
 }
 
 fn wait_stage(n: u32) {
@@ -81,10 +73,7 @@ fn main(start: Start) -> u32 {
         return 1;
     };
     install_hypercall_page(base);
-    put(0, 0, DOMID_SELF);
-    put(0, 1, 0);
-    put(0, 2, SHINFO >> 12);
-    println!("v add_shinfo ", hypercall(nr::MEMORY_OP, [7, arg(0), 0, 0, 0]));
+    println!("v add_shinfo ", xen::place_shared_info(0, SHINFO >> 12));
     upcall::install(VECTOR, SHINFO);
     for v in 0..2u64 {
         put(0, 0, u64::from(VECTOR) << 32 | v);

@@ -10,10 +10,9 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use xen_guest_rt::xen::{hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::xen::{self, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println};
 
 const DOMID_SELF: u64 = 0x7ff0;
@@ -23,22 +22,16 @@ const EVTCHNOP_SEND: u64 = 4;
 const EVTCHNOP_BIND_IPI: u64 = 7;
 const EVTCHNOP_UNMASK: u64 = 9;
 
-#[repr(C, align(4096))]
-struct Page([u64; 512]);
-static mut ARG: Page = Page([0; 512]);
-
 fn arg() -> u64 {
-    (&raw const ARG) as u64
+    xen::arg(0)
 }
 
 fn put(i: usize, v: u64) {
-    // SAFETY: inside ARG.
-    unsafe { write_volatile((arg() as *mut u64).add(i), v) }
+    xen::put(0, i, v)
 }
 
 fn get(i: usize) -> u64 {
-    // SAFETY: inside ARG.
-    unsafe { read_volatile((arg() as *const u64).add(i)) }
+    xen::get(0, i)
 }
 
 fn shared(off: u64) -> &'static AtomicU64 {
@@ -56,10 +49,7 @@ fn main(_start: Start) -> u32 {
         return 1;
     };
     install_hypercall_page(base);
-    put(0, DOMID_SELF);
-    put(1, 0);
-    put(2, SHINFO >> 12);
-    println!("v add_shinfo ", hypercall(nr::MEMORY_OP, [7, arg(), 0, 0, 0]));
+    println!("v add_shinfo ", xen::place_shared_info(0, SHINFO >> 12));
 
     upcall::install(VECTOR, SHINFO);
     // HVMOP_set_evtchn_upcall_vector {vcpu 0, vector}.
