@@ -11,7 +11,7 @@ use vm_memory::GuestMemoryMmap;
 use xen_abi::xen::HypercallNr;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
 use xen_evtchn::EventChannels;
-use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, EvtchnOp, default_dispatcher};
+use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, EvtchnOp, SchedOp, default_dispatcher};
 use xen_kvm_accel::{
     Blocker, Caps, KvmEvents, KvmUpcall, Path, TimerfdTimers, TscClock, WakingUpcall, XenAccel,
     XenConfig,
@@ -90,6 +90,11 @@ impl Xen {
         dispatcher.register(
             HypercallNr::EventChannelOp,
             Arc::new(EvtchnOp::new(channels.clone())),
+        );
+        // SCHEDOP_poll asks the event channels, so it works in FIFO mode.
+        dispatcher.register(
+            HypercallNr::SchedOp,
+            Arc::new(SchedOp::with_channels(channels.clone())),
         );
         Self {
             domain,

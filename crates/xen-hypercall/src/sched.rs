@@ -74,15 +74,36 @@ struct Watchdog {
 }
 
 /// The `sched_op` family. Keeps the domain's two watchdog slots.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SchedOp {
     watchdogs: Mutex<[Watchdog; SCHED_WATCHDOG_SLOTS as usize]>,
+    channels: Option<std::sync::Arc<xen_evtchn::EventChannels>>,
+}
+
+impl std::fmt::Debug for SchedOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedOp")
+            .field("watchdogs", &self.watchdogs)
+            .field("channels", &self.channels.is_some())
+            .finish()
+    }
 }
 
 impl SchedOp {
-    /// A family with no watchdog armed.
+    /// A family with no watchdog armed; `SCHEDOP_poll` reads the 2-level
+    /// bitmaps in shared_info directly.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Like [`SchedOp::new`], with `SCHEDOP_poll` asking the domain's event
+    /// channels whether a port is pending, so that it also works once the
+    /// guest has switched to FIFO.
+    pub fn with_channels(channels: std::sync::Arc<xen_evtchn::EventChannels>) -> Self {
+        Self {
+            channels: Some(channels),
+            ..Self::default()
+        }
     }
 
     /// Handles `sched_op(cmd, arg)` from `ctx.vcpu`.
@@ -128,7 +149,7 @@ impl SchedOp {
                 }
                 Ok(0)
             }
-            Cmd::Poll => poll(ctx, arg),
+            Cmd::Poll => poll(ctx, arg, self.channels.as_deref()),
             Cmd::RemoteShutdown => {
                 let r: SchedRemoteShutdown = ctx.read(arg)?;
                 if r.domain_id == ctx.domain.config().domid || r.domain_id == 0 {
@@ -247,7 +268,14 @@ fn port_pending<M: GuestMemoryBackend>(
 /// `SCHEDOP_poll`, as Xen's `do_poll()`: ports are read one at a time; a
 /// fault is -EFAULT, a port beyond the 2-level limit -EINVAL, and the first
 /// pending port ends the call with 0 (later ports are not looked at).
-fn poll<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, arg: u64) -> HcResult {
+///
+/// With event channels, a FIFO domain's ports are checked through them and
+/// may go up to the FIFO limit.
+fn poll<M: GuestMemoryBackend>(
+    ctx: &Ctx<'_, M>,
+    arg: u64,
+    channels: Option<&xen_evtchn::EventChannels>,
+) -> HcResult {
     let p: SchedPoll = match ctx.abi {
         Abi::X86_64 => ctx.read(arg)?,
         Abi::X86_32 => ctx.read::<SchedPollCompat>(arg)?.into(),
@@ -263,10 +291,11 @@ fn poll<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, arg: u64) -> HcResult {
             st.long_mode,
         )
     };
-    let limit = if long_mode {
-        EVTCHN_2L_PORTS
-    } else {
-        EVTCHN_2L_PORTS_COMPAT
+    let fifo = channels.filter(|c| c.is_fifo());
+    let limit = match (fifo, long_mode) {
+        (Some(_), _) => xen_abi::event_channel::EVTCHN_FIFO_NR_CHANNELS,
+        (None, true) => EVTCHN_2L_PORTS,
+        (None, false) => EVTCHN_2L_PORTS_COMPAT,
     };
     for i in 0..u64::from(p.nr_ports) {
         let at = ctx.abi.word(p.ports.wrapping_add(4 * i));
@@ -275,7 +304,11 @@ fn poll<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, arg: u64) -> HcResult {
             warn_limited!("vCPU {}: poll of port {port} refused", ctx.vcpu);
             return Err(XenErrno::EINVAL);
         }
-        if port_pending(ctx.phys(), shared_info, long_mode, port) {
+        let pending = match fifo {
+            Some(c) => c.pending(ctx.phys(), port),
+            None => port_pending(ctx.phys(), shared_info, long_mode, port),
+        };
+        if pending {
             return Ok(0);
         }
     }
@@ -692,5 +725,44 @@ mod tests {
             let abi = if abi64 { Abi::X86_64 } else { Abi::X86_32 };
             prop_assert_eq!(set_timer(&vm, abi, &[lo, hi]), Ok(0));
         }
+    }
+
+    #[test]
+    fn test_poll_in_fifo_mode_asks_the_event_channels() {
+        // The poll helper calls from vCPU 1.
+        let mut vm = TestVm::new(2);
+        vm.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+        let ch = Arc::new(
+            xen_evtchn::EventChannels::new(
+                xen_evtchn::Config::new(1),
+                vm.domain.clone(),
+                vm.rec.clone(),
+            )
+            .unwrap(),
+        );
+        vm.dispatcher.register(
+            HypercallNr::SchedOp,
+            Arc::new(SchedOp::with_channels(ch.clone())),
+        );
+        // FIFO: control block at 0x20000, one event-array page at 0x21000
+        // with every word MASKED (as Linux initialises it).
+        assert_eq!(ch.init_control(&vm.mem, 0x20, 0, 0), Ok(17));
+        for w in 0..1024u64 {
+            vm.write(0x21000 + 4 * w, 1u32 << 30);
+        }
+        ch.expand_array(&vm.mem, 0x21).unwrap();
+        let port = ch.bind_ipi(&vm.mem, 0).unwrap();
+        let idle = ch.bind_ipi(&vm.mem, 0).unwrap();
+        ch.send(&vm.mem, port).unwrap();
+        vm.rec.take();
+        // The pending port ends the poll at once; 2-level bits are not
+        // consulted (they are all clear).
+        assert_eq!(poll(&vm, Abi::X86_64, &[idle, port], 2, 0), Ok(0));
+        assert_eq!(vm.rec.take(), vec![]);
+        // An idle port blocks (here: the recorder notes it).
+        assert_eq!(poll(&vm, Abi::X86_64, &[idle], 1, 5), Ok(0));
+        assert_eq!(vm.rec.take(), vec![Event::Block(1, Some(5))]);
+        // FIFO ports may go beyond the 2-level limit.
+        assert_eq!(poll(&vm, Abi::X86_64, &[5000], 1, 5), Ok(0));
     }
 }
