@@ -266,6 +266,16 @@ pub mod upcall {
     /// The TSC when the last upcall entered the handler, per vCPU.
     pub static LAST_TSC: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
     static SHINFO: AtomicU64 = AtomicU64::new(0);
+    /// FIFO mode: this vCPU's control block and the (one-page) event array,
+    /// or 0 for the 2-level ABI.
+    static FIFO_CONTROL: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+    static FIFO_ARRAY: AtomicU64 = AtomicU64::new(0);
+
+    /// FIFO event-word bits.
+    const PENDING: u32 = 1 << 31;
+    const MASKED: u32 = 1 << 30;
+    const LINKED: u32 = 1 << 29;
+    const LINK_MASK: u32 = (1 << 17) - 1;
 
     global_asm!(
         ".section .text",
@@ -305,6 +315,25 @@ pub mod upcall {
         let info = 64 * v as u64;
         // SAFETY: byte 0 of this vCPU's vcpu_info is evtchn_upcall_pending.
         unsafe { write_volatile((SHINFO.load(Ordering::Relaxed) + info) as *mut u8, 0) };
+        let control = FIFO_CONTROL[v].load(Ordering::Relaxed);
+        if control != 0 {
+            fifo_consume(v, control);
+        } else {
+            two_level_consume(v, info);
+        }
+        // A per-vCPU vector is a LAPIC interrupt: EOI.
+        // SAFETY: the local APIC's EOI register.
+        unsafe { write_volatile((LAPIC + 0xb0) as *mut u32, 0) };
+    }
+
+    fn record(v: usize, port: u64) {
+        if port < 64 {
+            SEEN[v].fetch_or(1 << port, Ordering::SeqCst);
+        }
+    }
+
+    /// 2-level: swap the selector, scan `pending & ~mask` of each word.
+    fn two_level_consume(v: usize, info: u64) {
         let sel = word(info + 8).swap(0, Ordering::SeqCst);
         for w in 0..64u64 {
             if sel & (1 << w) == 0 {
@@ -315,15 +344,52 @@ pub mod upcall {
             for b in 0..64u64 {
                 if ready & (1 << b) != 0 {
                     pending.fetch_and(!(1 << b), Ordering::SeqCst);
-                    if w == 0 {
-                        SEEN[v].fetch_or(1 << b, Ordering::SeqCst);
-                    }
+                    record(v, w * 64 + b);
                 }
             }
         }
-        // A per-vCPU vector is a LAPIC interrupt: EOI.
-        // SAFETY: the local APIC's EOI register.
-        unsafe { write_volatile((LAPIC + 0xb0) as *mut u32, 0) };
+    }
+
+    fn fifo_word(port: u32) -> Option<&'static AtomicU32> {
+        let array = FIFO_ARRAY.load(Ordering::Relaxed);
+        (array != 0 && port < 1024).then(|| {
+            // SAFETY: the guest's own event-array page (1024 words).
+            unsafe { &*((array + u64::from(port) * 4) as *const AtomicU32) }
+        })
+    }
+
+    /// FIFO: take the ready queues, highest priority first; walk each
+    /// queue from its head, unlinking every word (clearing LINKED and LINK
+    /// atomically) and handling it if pending and not masked.
+    fn fifo_consume(v: usize, control: u64) {
+        // SAFETY: the guest's own control block: `ready` at 0, head[16] at 8.
+        let ready = unsafe { &*(control as *const AtomicU32) }.swap(0, Ordering::SeqCst);
+        for q in 0..16u64 {
+            if ready & (1 << q) == 0 {
+                continue;
+            }
+            // SAFETY: head[q] of the control block.
+            let head = unsafe { &*((control + 8 + 4 * q) as *const AtomicU32) };
+            let mut port = head.swap(0, Ordering::SeqCst);
+            let mut steps = 0;
+            while port != 0 && steps < 1024 {
+                let Some(w) = fifo_word(port) else { break };
+                let old = w.fetch_and(!(LINKED | LINK_MASK), Ordering::SeqCst);
+                if old & PENDING != 0 && old & MASKED == 0 {
+                    w.fetch_and(!PENDING, Ordering::SeqCst);
+                    record(v, u64::from(port));
+                }
+                port = old & LINK_MASK;
+                steps += 1;
+            }
+        }
+    }
+
+    /// Switches this vCPU's handler to the FIFO ABI: `control` is its
+    /// control block, `array` the event-array page (ports 0..1024).
+    pub fn use_fifo(control: u64, array: u64) {
+        FIFO_ARRAY.store(array, Ordering::SeqCst);
+        FIFO_CONTROL[this_vcpu()].store(control, Ordering::SeqCst);
     }
 
     /// Enables this vCPU's local APIC and routes `vector` to the handler,

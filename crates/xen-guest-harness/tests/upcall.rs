@@ -2,7 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! Event-channel upcalls taken by a guest's IDT handler: per-vCPU vector,
-//! masked delivery and unmask re-delivery.
+//! masked delivery and unmask re-delivery (2-level), then the same upcall
+//! through a FIFO queue.
 
 use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
@@ -33,5 +34,10 @@ fn test_guest_upcall_per_vcpu_vector_masking_and_unmask() {
     assert_eq!(v["masked_count"], "1");
     assert_eq!(v["unmask"], "0");
     assert_eq!(v["unmask_taken"], "true seen true");
+    // FIFO: the upcall comes through the ready queue, the handler walks it.
+    assert_eq!(v["init_control"], "0");
+    assert_eq!(v["expand_array"], "0");
+    assert_eq!(v["fifo_send"], "0");
+    assert_eq!(v["fifo_taken"], "true seen true");
     println!("path {:?}", handle.path());
 }

@@ -21,6 +21,8 @@ const VECTOR: u8 = 0xf3;
 const EVTCHNOP_SEND: u64 = 4;
 const EVTCHNOP_BIND_IPI: u64 = 7;
 const EVTCHNOP_UNMASK: u64 = 9;
+const EVTCHNOP_INIT_CONTROL: u64 = 11;
+const EVTCHNOP_EXPAND_ARRAY: u64 = 12;
 
 fn arg() -> u64 {
     xen::arg(0)
@@ -84,7 +86,37 @@ fn main(_start: Start) -> u32 {
     put(0, port);
     println!("v unmask ", evtchn(EVTCHNOP_UNMASK));
     println!("v unmask_taken ", upcall::wait(2), " seen ", upcall::take_seen() == 1 << port);
+
+    // The same through FIFO: control block and one event-array page (every
+    // word MASKED, as Linux initialises new pages), a fresh IPI port that
+    // the guest unmasks itself (it is not pending), then a send.
+    let ctrl = (&raw const FIFO_PAGES) as u64;
+    let array = ctrl + 4096;
+    for w in 0..1024u64 {
+        // SAFETY: inside FIFO_PAGES.
+        unsafe { core::ptr::write_volatile((array + 4 * w) as *mut u32, 1 << 30) };
+    }
+    put(0, ctrl >> 12);
+    put(1, 0);
+    put(2, 0);
+    println!("v init_control ", evtchn(EVTCHNOP_INIT_CONTROL));
+    put(0, array >> 12);
+    println!("v expand_array ", evtchn(EVTCHNOP_EXPAND_ARRAY));
+    upcall::use_fifo(ctrl, array);
+    put(0, 0);
+    evtchn(EVTCHNOP_BIND_IPI);
+    let fport = get(0) >> 32;
+    // SAFETY: the port's event word; not pending, so the guest may unmask.
+    unsafe { core::ptr::write_volatile((array + 4 * fport) as *mut u32, 0) };
+    put(0, fport);
+    println!("v fifo_send ", evtchn(EVTCHNOP_SEND));
+    println!("v fifo_taken ", upcall::wait(3), " seen ", upcall::take_seen() == 1 << fport);
     0
 }
+
+/// The FIFO control block and event-array page.
+#[repr(C, align(4096))]
+struct FifoPages([u8; 8192]);
+static mut FIFO_PAGES: FifoPages = FifoPages([0; 8192]);
 
 entry!(main);
