@@ -16,6 +16,7 @@ fn targets() -> Vec<Target> {
         ("cpuid_apply", cpuid_apply, cpuid_seed),
         ("abi_decode", abi_decode, abi_seed),
         ("hypercall_dispatch", hypercall_dispatch, dispatch_seed),
+        ("platform_pio", platform_pio, platform_seed),
         ("evtchn_ops", evtchn_ops, evtchn_seed),
     ]
 }
@@ -42,6 +43,11 @@ fn dispatch_seed(n: u64) -> Vec<u8> {
 /// An `evtchn_ops` seed: random bytes.
 fn evtchn_seed(n: u64) -> Vec<u8> {
     Rng::new(n + 2000).bytes(2048)
+}
+
+/// A `platform_pio` seed: random bytes.
+fn platform_seed(n: u64) -> Vec<u8> {
+    Rng::new(n + 3000).bytes(1024)
 }
 
 const SEEDS: u64 = 8;
