@@ -41,6 +41,28 @@ pub struct Page(pub [u8; 4096]);
 /// The guest's hypercall page.
 pub static mut HYPERCALL_PAGE: Page = Page([0; 4096]);
 
+/// `event_channel_op` commands the guests use (`xen-abi.md` §3.8).
+pub mod evtchnop {
+    /// `EVTCHNOP_bind_interdomain`.
+    pub const BIND_INTERDOMAIN: u64 = 0;
+    /// `EVTCHNOP_bind_virq`.
+    pub const BIND_VIRQ: u64 = 1;
+    /// `EVTCHNOP_send`.
+    pub const SEND: u64 = 4;
+    /// `EVTCHNOP_status`.
+    pub const STATUS: u64 = 5;
+    /// `EVTCHNOP_alloc_unbound`.
+    pub const ALLOC_UNBOUND: u64 = 6;
+    /// `EVTCHNOP_bind_ipi`.
+    pub const BIND_IPI: u64 = 7;
+    /// `EVTCHNOP_unmask`.
+    pub const UNMASK: u64 = 9;
+    /// `EVTCHNOP_init_control`.
+    pub const INIT_CONTROL: u64 = 11;
+    /// `EVTCHNOP_expand_array`.
+    pub const EXPAND_ARRAY: u64 = 12;
+}
+
 /// Scratch pages for hypercall arguments, one per vCPU.
 #[repr(C, align(4096))]
 struct Scratch([[u64; 512]; 4]);

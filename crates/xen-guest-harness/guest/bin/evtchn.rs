@@ -11,20 +11,12 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use xen_guest_rt::xen::{hypercall, install_hypercall_page, nr, xen_base};
+use xen_guest_rt::xen::{evtchnop, hypercall, install_hypercall_page, nr, xen_base};
 use xen_guest_rt::{Hex, Start, entry, println};
 
 const DOMID_SELF: u16 = 0x7ff0;
 const SHINFO_GFN: u64 = 0x1f00;
 const SHINFO: u64 = SHINFO_GFN << 12;
-const EVTCHNOP_BIND_INTERDOMAIN: u64 = 0;
-const EVTCHNOP_SEND: u64 = 4;
-const EVTCHNOP_STATUS: u64 = 5;
-const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
-const EVTCHNOP_BIND_IPI: u64 = 7;
-const EVTCHNOP_UNMASK: u64 = 9;
-const EVTCHNOP_INIT_CONTROL: u64 = 11;
-const EVTCHNOP_EXPAND_ARRAY: u64 = 12;
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
@@ -87,7 +79,7 @@ fn ack_vcpu0() {
 
 fn bind_ipi() -> u32 {
     put32(0, 0);
-    let r = evtchn(EVTCHNOP_BIND_IPI);
+    let r = evtchn(evtchnop::BIND_IPI);
     if r != 0 {
         println!("v bind_ipi_error ", r);
         return 0;
@@ -97,7 +89,7 @@ fn bind_ipi() -> u32 {
 
 fn send(port: u32) -> i64 {
     put32(0, port);
-    evtchn(EVTCHNOP_SEND)
+    evtchn(evtchnop::SEND)
 }
 
 fn main(_start: Start) -> u32 {
@@ -130,7 +122,7 @@ fn main(_start: Start) -> u32 {
     let (up, _) = vcpu0();
     println!("v masked_pending ", pending(p2), " upcall ", up);
     put32(0, p2);
-    println!("v unmask ", evtchn(EVTCHNOP_UNMASK));
+    println!("v unmask ", evtchn(evtchnop::UNMASK));
     let (up, sel) = vcpu0();
     println!("v unmasked_upcall ", up, " sel ", Hex(sel));
     ack_vcpu0();
@@ -138,19 +130,19 @@ fn main(_start: Start) -> u32 {
     // Loopback: alloc_unbound(self) and bind_interdomain to it.
     put32(0, u32::from(DOMID_SELF) | u32::from(DOMID_SELF) << 16);
     put32(4, 0);
-    println!("v alloc_unbound ", evtchn(EVTCHNOP_ALLOC_UNBOUND));
+    println!("v alloc_unbound ", evtchn(evtchnop::ALLOC_UNBOUND));
     let pa = get32(arg() + 4);
     put32(0, u32::from(DOMID_SELF));
     put32(4, pa);
     put32(8, 0);
-    println!("v bind_interdomain ", evtchn(EVTCHNOP_BIND_INTERDOMAIN));
+    println!("v bind_interdomain ", evtchn(evtchnop::BIND_INTERDOMAIN));
     let pb = get32(arg() + 8);
     println!("v loop_ports ", pa, " ", pb, " local_pending ", pending(pb));
     send(pb);
     println!("v loop_remote_pending ", pending(pa));
     put32(0, u32::from(DOMID_SELF));
     put32(4, pa);
-    println!("v status ", evtchn(EVTCHNOP_STATUS), " state ", get32(arg() + 8));
+    println!("v status ", evtchn(evtchnop::STATUS), " state ", get32(arg() + 8));
 
     // FIFO: control block for vCPU 0, one event-array page.
     let ctrl = (&raw const CONTROL) as u64;
@@ -161,7 +153,7 @@ fn main(_start: Start) -> u32 {
         write_volatile(a.add(1), 0);
         write_volatile(a.add(2), 0);
     }
-    println!("v init_control ", evtchn(EVTCHNOP_INIT_CONTROL), " link_bits ", get32(arg() + 16) & 0xff);
+    println!("v init_control ", evtchn(evtchnop::INIT_CONTROL), " link_bits ", get32(arg() + 16) & 0xff);
     // Every event word starts MASKED, as Linux initialises new pages.
     for w in 0..1024u64 {
         // SAFETY: inside ARRAY.
@@ -169,7 +161,7 @@ fn main(_start: Start) -> u32 {
     }
     // SAFETY: ARG is ours.
     unsafe { write_volatile(a, array >> 12) };
-    println!("v expand_array ", evtchn(EVTCHNOP_EXPAND_ARRAY));
+    println!("v expand_array ", evtchn(evtchnop::EXPAND_ARRAY));
     let p3 = bind_ipi();
     // Unmask it the guest way (not pending yet), then send.
     // SAFETY: inside ARRAY.

@@ -14,13 +14,11 @@
 use core::hint::spin_loop;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use xen_guest_rt::xen::{self, hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println};
 
 const SHINFO: u64 = 0x1f00 << 12;
 const VECTOR: u8 = 0xf3;
-const EVTCHNOP_SEND: u64 = 4;
-const EVTCHNOP_BIND_IPI: u64 = 7;
 
 /// Progress flags between the vCPUs.
 static STAGE: AtomicU32 = AtomicU32::new(0);
@@ -51,7 +49,7 @@ fn wait_stage(n: u32) {
 
 fn send(vcpu: usize, port: u64) -> i64 {
     put(vcpu, 0, port);
-    hypercall(nr::EVENT_CHANNEL_OP, [EVTCHNOP_SEND, arg(vcpu), 0, 0, 0])
+    hypercall(nr::EVENT_CHANNEL_OP, [evtchnop::SEND, arg(vcpu), 0, 0, 0])
 }
 
 fn ap() -> u32 {
@@ -79,7 +77,7 @@ fn main(start: Start) -> u32 {
         put(0, 0, u64::from(VECTOR) << 32 | v);
         println!("v upcall_vector", v, " ", hypercall(nr::HVM_OP, [23, arg(0), 0, 0, 0]));
         put(0, 0, v);
-        println!("v bind_ipi", v, " ", hypercall(nr::EVENT_CHANNEL_OP, [EVTCHNOP_BIND_IPI, arg(0), 0, 0, 0]));
+        println!("v bind_ipi", v, " ", hypercall(nr::EVENT_CHANNEL_OP, [evtchnop::BIND_IPI, arg(0), 0, 0, 0]));
         let port = get(0, 0) >> 32;
         if v == 0 {
             PORT0.store(port, Ordering::SeqCst);

@@ -13,7 +13,7 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use xen_guest_rt::xen::{self, hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println, rdtsc};
 
 const SHINFO: u64 = 0x1f00 << 12;
@@ -55,7 +55,7 @@ fn main(_start: Start) -> u32 {
     // EVTCHNOP_bind_virq {virq 0 (timer), vcpu 0}.
     put(0, 0);
     put(1, 0);
-    println!("v bind_virq ", hypercall(nr::EVENT_CHANNEL_OP, [1, arg(), 0, 0, 0]));
+    println!("v bind_virq ", hypercall(nr::EVENT_CHANNEL_OP, [evtchnop::BIND_VIRQ, arg(), 0, 0, 0]));
     let port = get(1);
 
     // VCPUOP_set_singleshot_timer(vcpu 0, {now + 2 ms, flags 0}).
@@ -122,14 +122,14 @@ fn main(_start: Start) -> u32 {
     }
     let hcall = (rdtsc() - t0) / ROUNDS;
     put(0, 0);
-    hypercall(nr::EVENT_CHANNEL_OP, [7, arg(), 0, 0, 0]);
+    hypercall(nr::EVENT_CHANNEL_OP, [evtchnop::BIND_IPI, arg(), 0, 0, 0]);
     let ipi = get(0) >> 32;
     let mut total = 0;
     for i in 0..ROUNDS {
         put(0, ipi);
         let before = upcall::count();
         let t = rdtsc();
-        hypercall(nr::EVENT_CHANNEL_OP, [4, arg(), 0, 0, 0]);
+        hypercall(nr::EVENT_CHANNEL_OP, [evtchnop::SEND, arg(), 0, 0, 0]);
         upcall::wait(before + 1);
         total += upcall::last_tsc().wrapping_sub(t);
         let _ = i;

@@ -12,17 +12,12 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use xen_guest_rt::xen::{self, hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println};
 
 const DOMID_SELF: u64 = 0x7ff0;
 const SHINFO: u64 = 0x1f00 << 12;
 const VECTOR: u8 = 0xf3;
-const EVTCHNOP_SEND: u64 = 4;
-const EVTCHNOP_BIND_IPI: u64 = 7;
-const EVTCHNOP_UNMASK: u64 = 9;
-const EVTCHNOP_INIT_CONTROL: u64 = 11;
-const EVTCHNOP_EXPAND_ARRAY: u64 = 12;
 
 fn arg() -> u64 {
     xen::arg(0)
@@ -66,17 +61,17 @@ fn main(_start: Start) -> u32 {
     // The registration's spurious upcall is not delivered here (no
     // vcpu_info registration in this guest); start from a clean state.
     put(0, 0);
-    println!("v bind_ipi ", evtchn(EVTCHNOP_BIND_IPI));
+    println!("v bind_ipi ", evtchn(evtchnop::BIND_IPI));
     let port = get(0) >> 32;
     put(0, port);
-    println!("v send ", evtchn(EVTCHNOP_SEND));
+    println!("v send ", evtchn(evtchnop::SEND));
     println!("v upcall_taken ", upcall::wait(1), " count ", upcall::count());
     println!("v seen ", upcall::take_seen() == 1 << port, " port ", port);
 
     // Masked: pending without an upcall; unmask delivers it.
     shared(2560).fetch_or(1 << port, Ordering::SeqCst);
     put(0, port);
-    evtchn(EVTCHNOP_SEND);
+    evtchn(evtchnop::SEND);
     for _ in 0..2000 {
         core::hint::spin_loop();
     }
@@ -84,7 +79,7 @@ fn main(_start: Start) -> u32 {
     // As Linux does for a pending port: leave the mask set and let the
     // hypercall clear it, so that the hypervisor re-raises the event.
     put(0, port);
-    println!("v unmask ", evtchn(EVTCHNOP_UNMASK));
+    println!("v unmask ", evtchn(evtchnop::UNMASK));
     println!("v unmask_taken ", upcall::wait(2), " seen ", upcall::take_seen() == 1 << port);
 
     // The same through FIFO: control block and one event-array page (every
@@ -99,17 +94,17 @@ fn main(_start: Start) -> u32 {
     put(0, ctrl >> 12);
     put(1, 0);
     put(2, 0);
-    println!("v init_control ", evtchn(EVTCHNOP_INIT_CONTROL));
+    println!("v init_control ", evtchn(evtchnop::INIT_CONTROL));
     put(0, array >> 12);
-    println!("v expand_array ", evtchn(EVTCHNOP_EXPAND_ARRAY));
+    println!("v expand_array ", evtchn(evtchnop::EXPAND_ARRAY));
     upcall::use_fifo(ctrl, array);
     put(0, 0);
-    evtchn(EVTCHNOP_BIND_IPI);
+    evtchn(evtchnop::BIND_IPI);
     let fport = get(0) >> 32;
     // SAFETY: the port's event word; not pending, so the guest may unmask.
     unsafe { core::ptr::write_volatile((array + 4 * fport) as *mut u32, 0) };
     put(0, fport);
-    println!("v fifo_send ", evtchn(EVTCHNOP_SEND));
+    println!("v fifo_send ", evtchn(evtchnop::SEND));
     println!("v fifo_taken ", upcall::wait(3), " seen ", upcall::take_seen() == 1 << fport);
     0
 }
