@@ -122,6 +122,41 @@ impl Hypercall {
         }
     }
 
+    /// The names of the hypercall and of its sub-operation, as Xen's
+    /// headers spell them, for traces: `("memory_op",
+    /// Some("XENMEM_add_to_physmap"))`. Unknown numbers give `None`; the
+    /// sub-operation is the first argument of the families that have one.
+    pub fn names(&self) -> (Option<&'static str>, Option<&'static str>) {
+        use xen_abi::xen::HypercallNr as N;
+        let Ok(nr) = N::try_from(self.nr) else {
+            return (None, None);
+        };
+        let cmd = u32::try_from(self.arg(0)).ok();
+        fn name<T: TryFrom<u32>>(
+            cmd: Option<u32>,
+            f: fn(T) -> &'static str,
+        ) -> Option<&'static str> {
+            cmd.and_then(|c| T::try_from(c).ok()).map(f)
+        }
+        use xen_abi::{event_channel, hvm, memory, physdev, sched, vcpu, version, xen};
+        let sub = match nr {
+            N::MemoryOp => memory::XenMemOp::try_from(memory::split_memory_op_cmd(self.arg(0)).0)
+                .ok()
+                .map(memory::XenMemOp::name),
+            N::XenVersion => name(cmd, version::XenVerCmd::name),
+            N::SchedOp => name(cmd, sched::SchedOp::name),
+            N::EventChannelOp => name(cmd, event_channel::EvtchnOp::name),
+            N::HvmOp => name(cmd, hvm::HvmOp::name),
+            N::VcpuOp => name(cmd, vcpu::VcpuOp::name),
+            N::PhysdevOp => name(cmd, physdev::PhysdevOp::name),
+            N::GrantTableOp => name(cmd, xen_abi::grant_table::GnttabOp::name),
+            N::ConsoleIo => name(cmd, xen::ConsoleIoCmd::name),
+            N::VmAssist => name(cmd, xen::VmAssistCmd::name),
+            _ => None,
+        };
+        (Some(nr.name()), sub)
+    }
+
     /// Argument `i` (0-based) as a guest word.
     pub fn arg(&self, i: usize) -> u64 {
         self.args.get(i).copied().unwrap_or(0)
@@ -160,6 +195,25 @@ pub fn set_result(regs: &mut GpRegs, abi: Abi, value: u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn test_names_of_family_and_sub_op() {
+        let call = |nr, a0| Hypercall {
+            abi: Abi::X86_64,
+            cpl: 0,
+            nr,
+            args: [a0, 0, 0, 0, 0, 0],
+        };
+        // memory_op 7 with a continuation in the upper bits.
+        let names = call(12, 7 | 5 << 6).names();
+        assert_eq!(names.0, Some("__HYPERVISOR_memory_op"));
+        assert!(names.1.unwrap().contains("add_to_physmap"), "{names:?}");
+        assert!(call(32, 4).names().1.unwrap().contains("send"));
+        assert_eq!(call(12, 999).names().1, None);
+        assert_eq!(call(15, 0).names().1, None, "set_timer_op has no sub-op");
+        assert_eq!(call(999, 0).names(), (None, None));
+        assert_eq!(call(29, 1 << 40).names().1, None, "not a 32-bit command");
+    }
+
     use super::*;
 
     fn regs() -> GpRegs {
