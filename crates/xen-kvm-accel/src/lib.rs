@@ -20,6 +20,13 @@
 //! A VMM calls [`XenAccel::setup_vm`] once, [`XenAccel::setup_vcpu`] per
 //! vCPU, and [`XenAccel::handle_exit`] after every `KVM_RUN` exit: it
 //! handles the exit if it is Xen's and says whether it did.
+//!
+//! On the kernel path, the in-kernel fast paths the kernel advertises
+//! (shared_info, vcpu_info and pvclock upkeep, runstate, the global and
+//! per-vCPU upcall vectors, `XENVER_version`, PV timers) are handed the
+//! domain's state as the guest sets it up; [`kernel`] explains which, under
+//! which flag, and how KVM and the user-space event channels share guest
+//! memory.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -27,6 +34,7 @@ pub mod block;
 pub mod caps;
 pub mod clock;
 pub mod ioctls;
+pub mod kernel;
 pub mod timers;
 pub mod upcall;
 
@@ -34,9 +42,12 @@ use std::sync::Arc;
 
 use kvm_bindings::{
     KVM_CAP_X86_USER_SPACE_MSR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_X86_RDMSR,
-    KVM_EXIT_X86_WRMSR, KVM_EXIT_XEN, KVM_MSR_EXIT_REASON_FILTER,
-    KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, kvm_enable_cap, kvm_sregs, kvm_xen_hvm_config,
+    KVM_EXIT_X86_WRMSR, KVM_EXIT_XEN, KVM_MSR_EXIT_REASON_FILTER, kvm_clock_data, kvm_enable_cap,
+    kvm_sregs, kvm_xen_hvm_config,
 };
+use std::sync::OnceLock;
+
+use ioctls::{IoctlError, XenVmHandle, XenVmIoctls};
 use kvm_ioctls::{
     MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, SyncReg, VcpuFd, VmFd,
 };
@@ -50,6 +61,7 @@ use xen_hypercall::{
 pub use block::{Blocker, KvmEvents, WakingUpcall};
 pub use caps::{Caps, Path, PathChoice, PathError};
 pub use clock::TscClock;
+pub use kernel::{FastPaths, KernelSync};
 pub use timers::TimerfdTimers;
 pub use upcall::KvmUpcall;
 
@@ -84,6 +96,9 @@ pub enum Error {
         #[source]
         source: vmm_sys_util::errno::Error,
     },
+    /// A KVM Xen attribute ioctl failed.
+    #[error("A KVM Xen attribute ioctl failed")]
+    XenAttr(#[from] IoctlError),
 }
 
 /// How the VMM wants Xen wired.
@@ -120,6 +135,10 @@ pub struct XenAccel<M: GuestMemoryBackend> {
     mem: M,
     trace: Option<TraceFn>,
     upcall: Option<Arc<KvmUpcall>>,
+    /// Kernel path: the fast paths and what KVM was given.
+    kernel: Option<Arc<KernelSync>>,
+    /// Kernel path: a duplicate of the VM fd for the VM-level Xen ioctls.
+    vm: OnceLock<XenVmHandle>,
 }
 
 impl<M: GuestMemoryBackend> XenAccel<M> {
@@ -132,6 +151,12 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
         mem: M,
     ) -> Result<Self, Error> {
         let (path, reason) = caps.choose(config.path)?;
+        let kernel = (path == Path::Kernel).then(|| {
+            Arc::new(KernelSync::new(
+                FastPaths::from_flags(caps.xen_hvm),
+                domain.config().vcpus,
+            ))
+        });
         Ok(Self {
             config,
             path,
@@ -141,7 +166,48 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
             mem,
             trace: None,
             upcall: None,
+            kernel,
+            vm: OnceLock::new(),
         })
+    }
+
+    /// The kernel fast paths in use (none on the user-space path).
+    pub fn fast_paths(&self) -> FastPaths {
+        self.kernel.as_ref().map(|k| k.paths()).unwrap_or_default()
+    }
+
+    /// The VM handle for Xen VM ioctls, on the kernel path once
+    /// [`XenAccel::setup_vm`] has run (for example to read back what KVM
+    /// was given).
+    pub fn kernel_vm(&self) -> Option<&XenVmHandle> {
+        self.vm.get()
+    }
+
+    /// Raises 2-level `port` for Xen vCPU `vcpu` through
+    /// `KVM_XEN_HVM_EVTCHN_SEND`, as KVM's own deliveries do: pending bit,
+    /// selector, `evtchn_upcall_pending`, injection, and the wake-up of an
+    /// in-kernel poller. Returns `Ok(false)` when that path is not
+    /// available (user-space path, no `EVTCHN_SEND`, FIFO channels); the
+    /// caller then raises the port through its `xen_evtchn::EventChannels`.
+    pub fn kernel_send(&self, port: u32, vcpu: u32) -> Result<bool, Error> {
+        match (&self.kernel, self.vm.get()) {
+            (Some(k), Some(vm)) if k.paths().evtchn_send && !k.fifo() => {
+                vm.xen_hvm_evtchn_send(port, vcpu)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Kernel path: gives KVM vCPU `vcpu_id`'s Xen identity and areas now
+    /// (`handle_exit` also does it at the vCPU's exits). Call it on the
+    /// vCPU's own thread or before the vCPU runs.
+    pub fn setup_xen_vcpu(&self, vcpu: &VcpuFd, vcpu_id: u32) {
+        if let Some(k) = &self.kernel {
+            k.sync_vcpu(vcpu, vcpu_id, &self.domain, &|v, t| {
+                self.domain.env.timers.set_singleshot(v, Some(t))
+            });
+        }
     }
 
     /// The path in use.
@@ -168,6 +234,9 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
     /// its per-exit work: clearing an un-EOI'd callback vector and dropping
     /// a GSI callback line (see [`upcall`]).
     pub fn set_upcall(&mut self, upcall: Arc<KvmUpcall>) {
+        if let Some(k) = &self.kernel {
+            upcall.set_kernel(k.clone());
+        }
         self.upcall = Some(upcall);
     }
 
@@ -177,7 +246,10 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
     }
 
     /// Configures the VM: the MSR filter (user-space path) or
-    /// `KVM_XEN_HVM_CONFIG` with `INTERCEPT_HCALL` (kernel path).
+    /// `KVM_XEN_HVM_CONFIG` with `INTERCEPT_HCALL` (kernel path). On the
+    /// kernel path with `SHARED_INFO`, it also sets kvmclock to the
+    /// domain clock's system time (KVM's pvclocks and timers then share
+    /// the domain's time base) and gives KVM the VM attributes.
     pub fn setup_vm(&self, vm: &VmFd) -> Result<(), Error> {
         match self.path {
             Path::User => {
@@ -205,16 +277,35 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
                     })
             }
             Path::Kernel => {
+                let paths = self.fast_paths();
                 // KVM arms its Xen hooks only with a hypercall MSR set.
                 let cfg = kvm_xen_hvm_config {
-                    flags: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+                    flags: paths.config_flags(),
                     msr: self.config.hypercall_msr,
                     ..Default::default()
                 };
-                ioctls::XenVmIoctls::xen_hvm_config(vm, &cfg).map_err(|source| Error::Kvm {
+                vm.xen_hvm_config(&cfg).map_err(|source| Error::Kvm {
                     what: "KVM_XEN_HVM_CONFIG",
                     source,
-                })
+                })?;
+                let handle = XenVmHandle::new(vm).map_err(|source| Error::Host {
+                    what: "a duplicate of the VM fd",
+                    source,
+                })?;
+                if paths.shared_info {
+                    let clock = kvm_clock_data {
+                        clock: self.domain.env.clock.system_time_ns(),
+                        ..Default::default()
+                    };
+                    if let Err(e) = vm.set_clock(&clock) {
+                        log::warn!("KVM_SET_CLOCK to the domain's system time failed: {e}");
+                    }
+                }
+                if let Some(k) = &self.kernel {
+                    k.setup_vm(&handle, &self.domain);
+                }
+                let _ = self.vm.set(handle);
+                Ok(())
             }
         }
     }
@@ -278,7 +369,13 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
                 let h = unsafe { &mut xen.u.hcall };
                 let call =
                     Hypercall::from_kvm_exit(h.longmode != 0, h.cpl as u8, h.input, h.params);
-                let r = self.dispatch(vcpu_id, paging, &call);
+                if let (Some(k), Some(vm)) = (&self.kernel, self.vm.get()) {
+                    k.observe_call_mode(vm, &self.domain, h.longmode != 0);
+                }
+                let r = {
+                    let _current = upcall::CurrentVcpu::enter(vcpu_id);
+                    self.dispatch(vcpu_id, paging, &call)
+                };
                 // KVM writes the whole RAX; keep Xen's 32-bit behaviour of
                 // leaving its upper half alone.
                 let mut regs = GpRegs {
@@ -287,10 +384,32 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
                 };
                 set_result(&mut regs, call.abi, result_value(r));
                 h.result = regs.rax;
+                self.kernel_sync(vcpu, vcpu_id, paging, &call, r);
                 true
             }
             _ => false,
         }
+    }
+
+    /// After a hypercall KVM left to us: hands KVM what the guest changed.
+    fn kernel_sync(
+        &self,
+        vcpu: &VcpuFd,
+        vcpu_id: u32,
+        paging: PagingRegs,
+        call: &Hypercall,
+        r: HcResult,
+    ) {
+        let (Some(k), Some(vm)) = (&self.kernel, self.vm.get()) else {
+            return;
+        };
+        let gv = GuestVirt::new(&self.mem, paging);
+        k.note_call(&gv, call, r);
+        k.sync_vm(vm, &self.domain);
+        k.sync_areas(&gv, &self.domain);
+        k.sync_vcpu(vcpu, vcpu_id, &self.domain, &|v, t| {
+            self.domain.env.timers.set_singleshot(v, Some(t))
+        });
     }
 
     fn dispatch(&self, vcpu_id: u32, paging: PagingRegs, call: &Hypercall) -> HcResult {

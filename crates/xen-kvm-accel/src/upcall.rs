@@ -22,7 +22,15 @@
 //!    checks on every exit too). INTx needs the VMM's PCI routing: the VMM
 //!    resolves it to a GSI with [`KvmUpcall::set_intx_gsi`].
 //! 4. No callback: nothing is injected; the bits stay pending.
+//!
+//! On the kernel path with `KVM_CAP_XEN_HVM` `SHARED_INFO`, KVM owns the
+//! global vector ([`crate::kernel`]): it injects it at every entry while
+//! the vCPU's `evtchn_upcall_pending` is set, leaving no in-service bit.
+//! An upcall raised on the target vCPU's own thread (during one of its
+//! hypercalls) then needs nothing from us; one raised from another thread
+//! still gets the MSI, as a kick for a halted vCPU.
 
+use std::cell::Cell;
 use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,6 +53,28 @@ const APIC_IRR: usize = 0x200;
 /// No GSI asserted.
 const NO_GSI: u32 = u32::MAX;
 
+thread_local! {
+    /// The Xen vCPU whose hypercall this thread is handling, if any.
+    static CURRENT_VCPU: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Marks this thread as handling a hypercall of `vcpu` until the guard
+/// is dropped.
+pub(crate) struct CurrentVcpu;
+
+impl CurrentVcpu {
+    pub(crate) fn enter(vcpu: u32) -> Self {
+        CURRENT_VCPU.with(|c| c.set(Some(vcpu)));
+        CurrentVcpu
+    }
+}
+
+impl Drop for CurrentVcpu {
+    fn drop(&mut self) {
+        CURRENT_VCPU.with(|c| c.set(None));
+    }
+}
+
 /// Injects upcalls through the in-kernel irqchip.
 #[derive(Debug)]
 pub struct KvmUpcall {
@@ -57,6 +87,8 @@ pub struct KvmUpcall {
     asserted: AtomicU32,
     /// The GSI the VMM's PCI routing gives the platform device's INTx.
     intx_gsi: AtomicU32,
+    /// Set on the kernel path: who injects the global vector per vCPU.
+    kernel: OnceLock<Arc<crate::kernel::KernelSync>>,
 }
 
 impl KvmUpcall {
@@ -69,7 +101,14 @@ impl KvmUpcall {
             unacked: Mutex::new(vec![0; vcpus]),
             asserted: AtomicU32::new(NO_GSI),
             intx_gsi: AtomicU32::new(NO_GSI),
+            kernel: OnceLock::new(),
         }
+    }
+
+    /// The kernel path's fast-path state, which says when KVM injects the
+    /// global vector itself.
+    pub(crate) fn set_kernel(&self, kernel: Arc<crate::kernel::KernelSync>) {
+        let _ = self.kernel.set(kernel);
     }
 
     /// Keeps a handle on the VM (a duplicate of its file descriptor), so
@@ -162,10 +201,11 @@ impl KvmUpcall {
         let word = |regs: &[libc::c_char], base: usize| {
             u32::from_le_bytes(std::array::from_fn(|i| regs[base + reg + i] as u8))
         };
-        if word(&lapic.regs, APIC_IRR) & (1 << bit) != 0 {
-            // Not delivered yet: try again at the next exit.
-            return;
-        }
+        // Still requested: not delivered yet, so its in-service bit is still
+        // to come (cleared at a later exit). An in-service bit beside it is
+        // an earlier delivery's and must go now: while it is set, the LAPIC
+        // never delivers the requested one (same priority class).
+        let requested = word(&lapic.regs, APIC_IRR) & (1 << bit) != 0;
         let isr = word(&lapic.regs, APIC_ISR);
         if isr & (1 << bit) != 0 {
             let cleared = (isr & !(1 << bit)).to_le_bytes();
@@ -176,6 +216,9 @@ impl KvmUpcall {
                 log::warn!("clearing callback vector {vector:#x} on vCPU {vcpu} failed: {e}");
                 return;
             }
+        }
+        if requested {
+            return;
         }
         if let Some(v) = self
             .unacked
@@ -201,6 +244,15 @@ impl Upcall for KvmUpcall {
             return;
         }
         match callback_via(&self.domain) {
+            CallbackVia::Vector(_)
+                if CURRENT_VCPU.with(Cell::get) == Some(vcpu)
+                    && self
+                        .kernel
+                        .get()
+                        .is_some_and(|k| k.kernel_injects_global(vcpu)) =>
+            {
+                // KVM injects it as this vCPU re-enters the guest.
+            }
             CallbackVia::Vector(vector) => {
                 if let Some(v) = self
                     .unacked
