@@ -385,9 +385,7 @@ impl Runner {
                     .attach(&kvm, &vm)
                     .map_err(|e| Error::Xen(e.to_string()))?;
                 accel.set_upcall(x.upcall);
-                if let Some(t) = &x.timers {
-                    t.attach(x.channels.clone(), mem.clone());
-                }
+                x.stack.attach_memory(&mem);
                 let _ = handle.0.set(accel);
                 Some((handle, x.cpuid, x.clock))
             }

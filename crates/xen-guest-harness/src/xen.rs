@@ -8,14 +8,11 @@
 use std::sync::{Arc, OnceLock};
 
 use vm_memory::GuestMemoryMmap;
-use xen_abi::xen::HypercallNr;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
 use xen_evtchn::EventChannels;
-use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env, EvtchnOp, SchedOp, default_dispatcher};
-use xen_kvm_accel::{
-    Blocker, Caps, KvmEvents, KvmUpcall, Path, TimerfdTimers, TscClock, WakingUpcall, XenAccel,
-    XenConfig,
-};
+use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env};
+use xen_kvm_accel::stack::XenStack;
+use xen_kvm_accel::{Caps, KvmUpcall, Path, TimerfdTimers, TscClock, XenAccel, XenConfig};
 
 /// How a harness VM presents Xen.
 pub struct Xen {
@@ -36,6 +33,8 @@ pub struct Xen {
     pub upcall: Arc<KvmUpcall>,
     /// PV timers raising VIRQ_TIMER, when the domain uses them.
     pub timers: Option<Arc<TimerfdTimers<GuestMemoryMmap>>>,
+    /// The wired objects, for [`XenStack::attach_memory`].
+    pub(crate) stack: Arc<XenStack<GuestMemoryMmap>>,
 }
 
 impl Xen {
@@ -43,7 +42,7 @@ impl Xen {
     /// plus event channels whose upcalls go through the in-kernel irqchip
     /// ([`KvmUpcall`]), a domain whose environment is `env` with a
     /// calibrated [`TscClock`] and vCPUs that really block in
-    /// SCHEDOP_block/poll ([`KvmEvents`]; `env.events` still receives
+    /// SCHEDOP_block/poll ([`xen_kvm_accel::KvmEvents`]; `env.events` still receives
     /// shutdowns), automatic path choice.
     pub fn new(config: DomainConfig, env: Env) -> Self {
         Self::build(config, env, false)
@@ -56,55 +55,18 @@ impl Xen {
     }
 
     fn build(config: DomainConfig, env: Env, pv_timers: bool) -> Self {
-        let clock = Arc::new(TscClock::new());
-        let timers = pv_timers
-            .then(|| Arc::new(TimerfdTimers::new(config.vcpus, clock.clone()).expect("timerfds")));
-        // SCHEDOP_block/poll park the vCPU thread until an event or the
-        // deadline; shutdown still goes to the caller's handler.
-        let blocker = Arc::new(Blocker::new(config.vcpus, clock.clone()));
-        let env = Env {
-            events: Arc::new(KvmEvents::new(blocker.clone(), env.events.clone())),
-            timers: match &timers {
-                Some(t) => t.clone(),
-                None => env.timers.clone(),
-            },
-            ..env
-        };
         let version = xen_cpuid::XenVersion::try_from(config.version).expect("a valid version");
-        let mut dispatcher = default_dispatcher(&config);
-        let domid = config.domid;
-        let domain = Arc::new(Domain::new(
-            config,
-            Env {
-                clock: clock.clone(),
-                ..env
-            },
-        ));
-        let upcall = Arc::new(KvmUpcall::new(domain.clone()));
-        // Every raise also wakes a vCPU blocked in SCHEDOP_block/poll.
-        let waking = Arc::new(WakingUpcall::new(upcall.clone(), blocker));
-        let channels = Arc::new(
-            EventChannels::new(xen_evtchn::Config::new(domid), domain.clone(), waking)
-                .expect("a regular domid"),
-        );
-        dispatcher.register(
-            HypercallNr::EventChannelOp,
-            Arc::new(EvtchnOp::new(channels.clone())),
-        );
-        // SCHEDOP_poll asks the event channels, so it works in FIFO mode.
-        dispatcher.register(
-            HypercallNr::SchedOp,
-            Arc::new(SchedOp::with_channels(channels.clone())),
-        );
+        let s = Arc::new(XenStack::new(config, env, pv_timers).expect("the Xen objects"));
         Self {
-            domain,
-            dispatcher: Arc::new(dispatcher),
-            channels,
+            domain: s.domain.clone(),
+            dispatcher: s.dispatcher.clone(),
+            channels: s.channels.clone(),
             config: XenConfig::default(),
             cpuid: XenCpuid::new(XenCpuidConfig::new(version)),
-            clock: Some(clock),
-            upcall,
-            timers,
+            clock: Some(s.clock.clone()),
+            upcall: s.upcall.clone(),
+            timers: s.timers.clone(),
+            stack: s,
         }
     }
 }

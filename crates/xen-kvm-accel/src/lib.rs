@@ -35,6 +35,7 @@ pub mod caps;
 pub mod clock;
 pub mod ioctls;
 pub mod kernel;
+pub mod stack;
 pub mod timers;
 pub mod upcall;
 
@@ -87,6 +88,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The domain's event channels refused their configuration.
+    #[error("Cannot create the event channels")]
+    Evtchn(#[from] xen_evtchn::Error),
     /// A KVM ioctl failed.
     #[error("KVM ioctl {what} failed")]
     Kvm {
