@@ -46,6 +46,176 @@ global_asm!(
     entry = sym rt_entry,
 );
 
+// PVH boot (any VMM that loads ELF kernels the way Xen loads PVH guests,
+// such as the example VMM): the VMM enters `pvh_start` in 32-bit flat
+// protected mode with paging off and EBX pointing at `hvm_start_info`.
+// The runtime builds its own identity map of 4 GiB (2 MiB pages), loads a
+// GDT laid out like the harness's (64-bit code 0x08, data 0x10, 32-bit
+// code 0x18), enables long mode and continues at `_start` as vCPU 0 with
+// the start-info address as the argument. Application processors started
+// by INIT/SIPI run `ap_trampoline` (copied below 1 MiB by the guest, see
+// `AP_TRAMPOLINE`) and join the same path with their APIC id as index.
+global_asm!(
+    r#"
+    .pushsection .note.Xen, "a", @note
+    .balign 4
+    .long 4, 4, 18          # XEN_ELFNOTE_PHYS32_ENTRY
+    .asciz "Xen"
+    .balign 4
+    .long pvh_start
+    .balign 4
+    .popsection
+
+    .pushsection .text.pvh, "ax", @progbits
+    .code32
+    .global pvh_start
+pvh_start:
+    cli
+    movl %ebx, %esi
+    xorl %edi, %edi
+    xorl %ecx, %ecx
+1:  movl %ecx, %eax
+    shll $21, %eax
+    orl $0x83, %eax
+    movl %eax, pvh_pd(,%ecx,8)
+    movl %ecx, %eax
+    shrl $11, %eax
+    movl %eax, pvh_pd+4(,%ecx,8)
+    incl %ecx
+    cmpl $2048, %ecx
+    jne 1b
+    xorl %ecx, %ecx
+2:  movl %ecx, %eax
+    shll $12, %eax
+    addl $pvh_pd, %eax
+    orl $3, %eax
+    movl %eax, pvh_pdpt(,%ecx,8)
+    movl $0, pvh_pdpt+4(,%ecx,8)
+    incl %ecx
+    cmpl $4, %ecx
+    jne 2b
+    movl $pvh_pdpt, %eax
+    orl $3, %eax
+    movl %eax, pvh_pml4
+    movl $0, pvh_pml4+4
+pvh_long:
+    lgdtl pvh_gdtr
+    movl $pvh_pml4, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $0x620, %eax
+    movl %eax, %cr4
+    movl $0xc0000080, %ecx
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80010033, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $pvh_64
+pvh_ap32:
+    movl $0x10, %eax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl $1, %eax
+    cpuid
+    shrl $24, %ebx
+    movl %ebx, %edi
+    xorl %esi, %esi
+    jmp pvh_long
+    .code64
+pvh_64:
+    movl $0x10, %eax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+    movl %edi, %edi
+    movl %esi, %esi
+    jmp _start
+    .popsection
+
+    .pushsection .rodata.trampoline, "a", @progbits
+    .code16
+    .global ap_trampoline
+    .global ap_trampoline_end
+ap_trampoline:
+    cli
+    movw %cs, %ax
+    movw %ax, %ds
+    lgdtl (ap_gdtr - ap_trampoline)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x18, $pvh_ap32
+ap_gdtr:
+    .word 31
+    .long pvh_gdt
+ap_trampoline_end:
+    .code64
+    .popsection
+
+    .pushsection .data.pvh, "aw", @progbits
+    .balign 16
+pvh_gdt:
+    .quad 0
+    .quad 0x00af9b000000ffff
+    .quad 0x00cf93000000ffff
+    .quad 0x00cf9b000000ffff
+pvh_gdtr:
+    .word 31
+    .long pvh_gdt
+    .popsection
+
+    .pushsection .bss.pvh, "aw", @nobits
+    .balign 4096
+pvh_pml4:
+    .skip 4096
+pvh_pdpt:
+    .skip 4096
+pvh_pd:
+    .skip 16384
+    .popsection
+"#,
+    options(att_syntax)
+);
+
+/// Guest-physical address where [`start_ap`] copies the AP trampoline
+/// (SIPI vector 0x08).
+pub const AP_TRAMPOLINE: u64 = 0x8000;
+
+unsafe extern "C" {
+    static ap_trampoline: u8;
+    static ap_trampoline_end: u8;
+}
+
+/// Starts application processor `apic_id` the way firmware does: copies
+/// the real-mode trampoline to [`AP_TRAMPOLINE`], then sends INIT and two
+/// STARTUP IPIs through the local APIC. The AP enters `guest_main` with
+/// `Start::vcpu` = its APIC id (at most 3: the runtime has four stacks).
+pub fn start_ap(apic_id: u32) {
+    let start = (&raw const ap_trampoline) as usize;
+    let end = (&raw const ap_trampoline_end) as usize;
+    // SAFETY: the trampoline is `end - start` bytes of this image, copied
+    // to a low page nothing else uses (the PVH layout keeps 0x8000 free).
+    unsafe {
+        core::ptr::copy_nonoverlapping(start as *const u8, AP_TRAMPOLINE as *mut u8, end - start)
+    };
+    const LAPIC: u64 = 0xfee0_0000;
+    let icr = |high: u32, low: u32| {
+        // SAFETY: the local APIC's ICR, identity-mapped; high half first.
+        unsafe {
+            core::ptr::write_volatile((LAPIC + 0x310) as *mut u32, high << 24);
+            core::ptr::write_volatile((LAPIC + 0x300) as *mut u32, low);
+        }
+    };
+    icr(apic_id, 0x4500); // INIT, assert
+    icr(apic_id, 0x4600 | (AP_TRAMPOLINE >> 12) as u32); // STARTUP
+    icr(apic_id, 0x4600 | (AP_TRAMPOLINE >> 12) as u32);
+}
+
 /// What the harness hands the guest at entry.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
@@ -214,10 +384,19 @@ pub struct Console {
 }
 
 impl Console {
-    /// Sends what is buffered.
+    /// Sends what is buffered (to the sink set by [`set_console_sink`],
+    /// or to [`CONSOLE_PORT`]).
     pub fn flush(&mut self) {
         if self.len > 0 {
-            outs8(CONSOLE_PORT, &self.buf[..self.len]);
+            let sink = CONSOLE_SINK.load(core::sync::atomic::Ordering::SeqCst);
+            if sink == 0 {
+                outs8(CONSOLE_PORT, &self.buf[..self.len]);
+            } else {
+                // SAFETY: only `set_console_sink` stores here, and it
+                // stores a `fn(&[u8])`.
+                let f: fn(&[u8]) = unsafe { core::mem::transmute::<usize, fn(&[u8])>(sink) };
+                f(&self.buf[..self.len]);
+            }
             self.len = 0;
         }
     }
@@ -238,6 +417,15 @@ impl Console {
 }
 
 static mut CONSOLE: Console = Console { buf: [0; 256], len: 0 };
+
+static CONSOLE_SINK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Sends console text to `sink` instead of [`CONSOLE_PORT`] from now on
+/// (for example to the Xen console through `console_io`).
+pub fn set_console_sink(sink: fn(&[u8])) {
+    console().flush();
+    CONSOLE_SINK.store(sink as usize, core::sync::atomic::Ordering::SeqCst);
+}
 
 /// The console. It is one buffer: in a multi-vCPU guest only one vCPU
 /// (by convention vCPU 0) prints; the others report through memory.

@@ -288,6 +288,8 @@ pub mod upcall {
     /// The TSC when the last upcall entered the handler, per vCPU.
     pub static LAST_TSC: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
     static SHINFO: AtomicU64 = AtomicU64::new(0);
+    /// Each vCPU's registered vcpu_info, or 0 for its shared_info slot.
+    static VCPU_INFO: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
     /// FIFO mode: this vCPU's control block and the (one-page) event array,
     /// or 0 for the 2-level ABI.
     static FIFO_CONTROL: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
@@ -334,9 +336,12 @@ pub mod upcall {
         let v = this_vcpu();
         LAST_TSC[v].store(crate::rdtsc(), Ordering::SeqCst);
         UPCALLS[v].fetch_add(1, Ordering::SeqCst);
-        let info = 64 * v as u64;
+        let info = match VCPU_INFO[v].load(Ordering::Relaxed) {
+            0 => SHINFO.load(Ordering::Relaxed) + 64 * v as u64,
+            registered => registered,
+        };
         // SAFETY: byte 0 of this vCPU's vcpu_info is evtchn_upcall_pending.
-        unsafe { write_volatile((SHINFO.load(Ordering::Relaxed) + info) as *mut u8, 0) };
+        unsafe { write_volatile(info as *mut u8, 0) };
         let control = FIFO_CONTROL[v].load(Ordering::Relaxed);
         if control != 0 {
             fifo_consume(v, control);
@@ -354,9 +359,12 @@ pub mod upcall {
         }
     }
 
-    /// 2-level: swap the selector, scan `pending & ~mask` of each word.
+    /// 2-level: swap the selector (in the vcpu_info at `info`), scan
+    /// `pending & ~mask` of each word.
     fn two_level_consume(v: usize, info: u64) {
-        let sel = word(info + 8).swap(0, Ordering::SeqCst);
+        // SAFETY: the selector word of this vCPU's vcpu_info, guest RAM the
+        // VMM changes only atomically.
+        let sel = unsafe { &*((info + 8) as *const AtomicU64) }.swap(0, Ordering::SeqCst);
         for w in 0..64u64 {
             if sel & (1 << w) == 0 {
                 continue;
@@ -422,6 +430,12 @@ pub mod upcall {
         // SAFETY: the spurious-vector register: software enable, vector 0xff.
         unsafe { write_volatile((LAPIC + 0xf0) as *mut u32, 0x1ff) };
         set_gate(vector, xen_upcall_entry as usize as u64);
+    }
+
+    /// Tells the handler that this vCPU registered its vcpu_info at `gpa`
+    /// (`VCPUOP_register_vcpu_info`).
+    pub fn set_vcpu_info(gpa: u64) {
+        VCPU_INFO[this_vcpu()].store(gpa, Ordering::SeqCst);
     }
 
     /// Upcalls this vCPU has taken.

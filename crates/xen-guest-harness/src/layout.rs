@@ -176,6 +176,31 @@ pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
     sregs.efer = EFER_LME | EFER_LMA;
 }
 
+/// System registers for 32-bit flat protected mode with paging off, as the
+/// PVH boot protocol enters a kernel: CS a 32-bit code segment
+/// ([`SEL_CODE32`]) and the other segments [`data`], all base 0 and limit
+/// 4 GiB; CR0 = PE (and ET); CR4 and EFER zero; the GDT of
+/// [`write_tables`] loaded (PVH leaves it undefined: the guest loads its
+/// own before reloading a segment).
+pub fn flat32_sregs(sregs: &mut kvm_sregs) {
+    sregs.cs = code32();
+    let d = data();
+    sregs.ds = d;
+    sregs.es = d;
+    sregs.fs = d;
+    sregs.gs = d;
+    sregs.ss = d;
+    sregs.tr = tss();
+    sregs.gdt.base = GDT_ADDR;
+    sregs.gdt.limit = 6 * 8 - 1;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.cr0 = CR0_PE | CR0_ET;
+    sregs.efer = 0;
+}
+
 /// General registers at entry: RIP at the image entry, RDI = vCPU index,
 /// RSI = the test's argument.
 pub fn entry_regs(entry: u64, vcpu: u64, arg: u64) -> kvm_regs {

@@ -1,0 +1,467 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The whole Xen HVM guest flow, step by step, as the example VMM's
+//! embedded default guest (`cargo run --example xen-vmm`).
+//!
+//! Booted through its PVH note (32-bit entry, `hvm_start_info` in EBX; the
+//! runtime switches to long mode), it: finds Xen in CPUID, installs the
+//! hypercall page, asks `xen_version`, moves its console to `console_io`,
+//! finds the Xen platform PCI device by a configuration-space scan, checks
+//! its magic and unplugs the emulated disks and NICs, maps shared_info into
+//! the device's MMIO BAR, registers its vcpu_info, sets its upcall vector,
+//! binds an IPI and VIRQ_TIMER, sends itself an event and takes the
+//! upcall, arms a PV timer and takes that, reads the wall clock and its
+//! pvclock, exchanges IPIs with every other vCPU (started by INIT/SIPI),
+//! and powers off with `SCHEDOP_shutdown`.
+//!
+//! The command line (from `hvm_start_info`) can ask for a different end:
+//! `crash` shuts down with reason crash, `hang` never shuts down. A step
+//! that fails prints why and crashes the domain.
+
+#![no_std]
+#![no_main]
+
+use core::hint::spin_loop;
+use core::ptr::read_volatile;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::{Hex, Start, cpuid, entry, in16, in32, out16, out32, println, rdtsc};
+
+const DOMID_SELF: u64 = 0x7ff0;
+const VECTOR: u8 = 0xf3;
+const START_INFO_MAGIC: u32 = 0x336e_c578;
+const MAX_VCPUS: u64 = 4;
+const VIRQ_TIMER: u64 = 0;
+const SHUTDOWN_POWEROFF: u64 = 0;
+const SHUTDOWN_CRASH: u64 = 3;
+
+/// A page of guest RAM for the vcpu_info of each vCPU (64 bytes each).
+#[repr(C, align(4096))]
+struct VcpuInfoPage([u8; 4096]);
+static mut VCPU_INFO: VcpuInfoPage = VcpuInfoPage([0; 4096]);
+
+/// Progress between vCPU 0 and the others.
+static STAGE: AtomicU32 = AtomicU32::new(0);
+/// The IPI port bound to each vCPU.
+static IPI_PORT: [AtomicU64; MAX_VCPUS as usize] = [const { AtomicU64::new(0) }; 4];
+/// Application processors that took vCPU 0's IPI and answered.
+static AP_DONE: AtomicU32 = AtomicU32::new(0);
+static SHINFO: AtomicU64 = AtomicU64::new(0);
+
+fn put(vcpu: u64, i: usize, v: u64) {
+    xen::put(vcpu, i, v)
+}
+
+fn get(vcpu: u64, i: usize) -> u64 {
+    xen::get(vcpu, i)
+}
+
+fn evtchn(vcpu: u64, cmd: u64) -> i64 {
+    hypercall(nr::EVENT_CHANNEL_OP, [cmd, xen::arg(vcpu), 0, 0, 0])
+}
+
+/// Prints a failed step and crashes the domain.
+fn fail(step: &str, rc: i64) -> ! {
+    println!("FAILED: ", step, " returned ", rc);
+    shutdown(SHUTDOWN_CRASH)
+}
+
+fn check(step: &str, rc: i64) -> i64 {
+    if rc < 0 {
+        fail(step, rc);
+    }
+    rc
+}
+
+fn shutdown(reason: u64) -> ! {
+    xen_guest_rt::console().flush();
+    put(0, 0, reason);
+    hypercall(nr::SCHED_OP, [2, xen::arg(0), 0, 0, 0]);
+    // Only reached if the VMM ignored the request.
+    xen_guest_rt::exit(0xdead_0002)
+}
+
+/// `console_io(CONSOLEIO_write)`: the runtime's console sink once the
+/// hypercall page exists.
+fn xen_console(bytes: &[u8]) {
+    hypercall(nr::CONSOLE_IO, [0, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0]);
+}
+
+fn pci_read(bdf: u32, reg: u32) -> u32 {
+    out32(0xcf8, 0x8000_0000 | bdf << 8 | reg);
+    in32(0xcfc)
+}
+
+/// Finds 5853:0001 on bus 0; returns (device number, BAR1 address).
+fn find_platform() -> Option<(u32, u64)> {
+    for dev in 0..32 {
+        let id = pci_read(dev << 3, 0);
+        if id == 0x0001_5853 {
+            let class = pci_read(dev << 3, 8) >> 8;
+            println!("  found 5853:0001 at 00:", dev / 10, dev % 10, ".0, class ", Hex(class));
+            return Some((dev, u64::from(pci_read(dev << 3, 0x14) & !0xf)));
+        }
+    }
+    None
+}
+
+/// The command line the VMM put in `hvm_start_info`, if any.
+fn cmdline(start_info: u64) -> &'static [u8] {
+    if start_info == 0 {
+        return b"";
+    }
+    // SAFETY: the VMM's hvm_start_info, identity-mapped low memory.
+    let (magic, ptr) = unsafe {
+        (
+            read_volatile(start_info as *const u32),
+            read_volatile((start_info + 24) as *const u64),
+        )
+    };
+    if magic != START_INFO_MAGIC || ptr == 0 {
+        return b"";
+    }
+    let mut len = 0;
+    // SAFETY: a NUL-terminated string the VMM wrote; bounded at 1 KiB.
+    while len < 1024 && unsafe { read_volatile((ptr + len) as *const u8) } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` bytes just read.
+    unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) }
+}
+
+fn has_word(line: &[u8], word: &[u8]) -> bool {
+    line.split(|&b| b == b' ').any(|w| w == word)
+}
+
+/// The days-since-1970 to civil date conversion (proleptic Gregorian).
+fn date(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn shinfo_u32(off: u64) -> u32 {
+    // SAFETY: shared_info, mapped by this guest.
+    unsafe { read_volatile((SHINFO.load(Ordering::SeqCst) + off) as *const u32) }
+}
+
+/// The wall clock with Xen's version protocol (odd: being updated).
+fn wall_clock() -> (u64, u32) {
+    loop {
+        let v = shinfo_u32(3072);
+        let (sec, nsec, hi) = (shinfo_u32(3076), shinfo_u32(3080), shinfo_u32(3084));
+        if v & 1 == 0 && v == shinfo_u32(3072) {
+            return (u64::from(hi) << 32 | u64::from(sec), nsec);
+        }
+    }
+}
+
+/// Xen system time now, from this vCPU's vcpu_time_info (pvclock).
+fn pvclock(info: u64) -> u64 {
+    let t = info + 32;
+    loop {
+        // SAFETY: this vCPU's registered vcpu_info (its time part).
+        let (v, stamp, sys, mul, shift, v2) = unsafe {
+            let v = read_volatile(t as *const u32);
+            (
+                v,
+                read_volatile((t + 8) as *const u64),
+                read_volatile((t + 16) as *const u64),
+                read_volatile((t + 24) as *const u32),
+                read_volatile((t + 28) as *const i8),
+                read_volatile(t as *const u32),
+            )
+        };
+        if v & 1 != 0 || v != v2 {
+            continue;
+        }
+        let mut delta = rdtsc().wrapping_sub(stamp);
+        delta = if shift >= 0 {
+            delta << shift
+        } else {
+            delta >> -shift
+        };
+        return sys + ((u128::from(delta) * u128::from(mul)) >> 32) as u64;
+    }
+}
+
+fn vcpu_info_addr(vcpu: u64) -> u64 {
+    (&raw const VCPU_INFO) as u64 + 64 * vcpu
+}
+
+/// VCPUOP_register_vcpu_info for `vcpu`, then the upcall vector.
+fn setup_vcpu(vcpu: u64) {
+    let info = vcpu_info_addr(vcpu);
+    put(vcpu, 0, info >> 12);
+    put(vcpu, 1, info & 0xfff);
+    check(
+        "VCPUOP_register_vcpu_info",
+        hypercall(nr::VCPU_OP, [10, vcpu, xen::arg(vcpu), 0, 0]),
+    );
+    upcall::install(VECTOR, SHINFO.load(Ordering::SeqCst));
+    upcall::set_vcpu_info(info);
+    put(vcpu, 0, u64::from(VECTOR) << 32 | vcpu);
+    check(
+        "HVMOP_set_evtchn_upcall_vector",
+        hypercall(nr::HVM_OP, [23, xen::arg(vcpu), 0, 0, 0]),
+    );
+}
+
+fn bind_ipi(vcpu: u64) -> u64 {
+    put(vcpu, 0, vcpu);
+    check("EVTCHNOP_bind_ipi", evtchn(vcpu, evtchnop::BIND_IPI));
+    get(vcpu, 0) >> 32
+}
+
+fn send(vcpu: u64, port: u64) {
+    put(vcpu, 0, port);
+    check("EVTCHNOP_send", evtchn(vcpu, evtchnop::SEND));
+}
+
+/// Takes upcalls until one of them handled `port`.
+fn wait_port(port: u64) {
+    let mut seen = 0;
+    loop {
+        let count = upcall::count();
+        seen |= upcall::take_seen();
+        if seen & 1 << port != 0 {
+            return;
+        }
+        upcall::wait(count + 1);
+    }
+}
+
+fn wait_stage(n: u32) {
+    while STAGE.load(Ordering::SeqCst) < n {
+        spin_loop();
+    }
+}
+
+/// An application processor: its own vcpu_info, vector and IPI port; it
+/// answers vCPU 0's IPI with one of its own.
+fn ap(vcpu: u64) -> u32 {
+    wait_stage(1);
+    setup_vcpu(vcpu);
+    let port = bind_ipi(vcpu);
+    IPI_PORT[vcpu as usize].store(port, Ordering::SeqCst);
+    wait_port(port);
+    send(vcpu, IPI_PORT[0].load(Ordering::SeqCst));
+    AP_DONE.fetch_add(1, Ordering::SeqCst);
+    0
+}
+
+fn main(start: Start) -> u32 {
+    if start.vcpu != 0 {
+        return ap(start.vcpu);
+    }
+    let line = cmdline(start.arg);
+    println!("flow: PVH entry, hvm_start_info at ", Hex(start.arg));
+
+    // 1. Xen in CPUID.
+    let Some((base, max)) = xen_base() else {
+        println!("flow: no Xen signature in CPUID leaves 0x40000000-0x4000ff00");
+        return 1;
+    };
+    let v = cpuid(base + 1, 0).eax;
+    println!(
+        "flow: [1] CPUID: XenVMMXenVMM at ",
+        Hex(base),
+        " (max leaf ",
+        Hex(max),
+        "), Xen ",
+        v >> 16,
+        ".",
+        v & 0xffff
+    );
+
+    // 2. The hypercall page, then the console through console_io.
+    let msr = install_hypercall_page(base);
+    println!(
+        "flow: [2] hypercall page at ",
+        Hex(xen::page_addr()),
+        " through MSR ",
+        Hex(msr),
+        "; console moves to console_io"
+    );
+    xen_guest_rt::set_console_sink(xen_console);
+
+    // 3. xen_version.
+    let ver = check("xen_version", hypercall(nr::XEN_VERSION, [0, 0, 0, 0, 0]));
+    let extra = xen::arg(0);
+    check("XENVER_extraversion", hypercall(nr::XEN_VERSION, [1, extra, 0, 0, 0]));
+    let mut buf = [0u8; 16];
+    // SAFETY: the 16-byte string xen_version wrote into the scratch page,
+    // copied before the page is reused.
+    unsafe { core::ptr::copy_nonoverlapping(extra as *const u8, buf.as_mut_ptr(), 16) };
+    let extra = &buf[..buf.iter().position(|&b| b == 0).unwrap_or(16)];
+    put(0, 0, 0); // submap 0
+    check("XENVER_get_features", hypercall(nr::XEN_VERSION, [6, xen::arg(0), 0, 0, 0]));
+    println!(
+        "flow: [3] xen_version: ",
+        ver >> 16,
+        ".",
+        ver & 0xffff,
+        *extra,
+        ", features[0] ",
+        Hex(get(0, 0) >> 32)
+    );
+
+    // 4. The platform PCI device: scan, magic, unplug.
+    let Some((dev, bar1)) = find_platform() else {
+        println!("FAILED: no Xen platform device on PCI bus 0");
+        shutdown(SHUTDOWN_CRASH);
+    };
+    let magic = in16(0x10);
+    let protocol = xen_guest_rt::in8(0x12);
+    println!(
+        "flow: [4] platform device 00:",
+        dev / 10,
+        dev % 10,
+        ".0: BAR1 ",
+        Hex(bar1),
+        ", magic ",
+        Hex(magic),
+        ", protocol ",
+        protocol
+    );
+    if magic != 0x49d2 {
+        fail("platform magic", i64::from(magic));
+    }
+    out16(0x12, 3); // product: Linux
+    out32(0x10, 1); // build number
+    out16(0x10, 3); // unplug IDE disks and NICs
+    println!("flow: [5] unplug requested: IDE disks and NICs (mask 0x3)");
+
+    // 6. shared_info in the MMIO BAR.
+    let gfn = bar1 >> 12;
+    check("XENMEM_add_to_physmap(shared_info)", xen::place_shared_info(0, gfn));
+    SHINFO.store(bar1, Ordering::SeqCst);
+    println!("flow: [6] shared_info mapped at GFN ", Hex(gfn), " (platform BAR1)");
+
+    // 7-8. vcpu_info and the per-vCPU upcall vector.
+    setup_vcpu(0);
+    println!("flow: [7] vcpu_info registered at ", Hex(vcpu_info_addr(0)));
+    println!("flow: [8] per-vCPU upcall vector ", Hex(VECTOR), " (HVMOP_set_evtchn_upcall_vector)");
+
+    // 9. An IPI to ourselves and VIRQ_TIMER.
+    let ipi = bind_ipi(0);
+    IPI_PORT[0].store(ipi, Ordering::SeqCst);
+    put(0, 0, VIRQ_TIMER); // virq 0, vcpu 0
+    check("EVTCHNOP_bind_virq", evtchn(0, evtchnop::BIND_VIRQ));
+    let timer = get(0, 1) & 0xffff_ffff;
+    println!("flow: [9] bound IPI port ", ipi, ", VIRQ_TIMER port ", timer);
+
+    // 10. Send and take the upcall.
+    send(0, ipi);
+    wait_port(ipi);
+    println!("flow: [10] sent port ", ipi, ", took the upcall (vector ", Hex(VECTOR), ")");
+
+    // 11. A PV timer 1 ms ahead.
+    let info = vcpu_info_addr(0);
+    let now = pvclock(info);
+    put(0, 0, now + 1_000_000);
+    put(0, 1, 0);
+    let before = upcall::count();
+    check(
+        "VCPUOP_set_singleshot_timer",
+        hypercall(nr::VCPU_OP, [8, 0, xen::arg(0), 0, 0]),
+    );
+    wait_port(timer);
+    let late = pvclock(info).saturating_sub(now + 1_000_000);
+    println!(
+        "flow: [11] PV timer fired on VIRQ_TIMER port ",
+        timer,
+        " (",
+        upcall::count() - before,
+        " upcall(s), ",
+        late / 1000,
+        " us after its deadline)"
+    );
+
+    // 12. The clocks.
+    let (sec, nsec) = wall_clock();
+    let (y, m, d) = date((sec / 86_400) as i64);
+    let tod = (sec % 86_400) as u32;
+    println!(
+        "flow: [12] wall clock ",
+        y,
+        "-",
+        m / 10,
+        m % 10,
+        "-",
+        d / 10,
+        d % 10,
+        " ",
+        tod / 36000,
+        tod / 3600 % 10,
+        ":",
+        tod / 600 % 6,
+        tod / 60 % 10,
+        ":",
+        tod % 60 / 10,
+        tod % 10,
+        " UTC (",
+        sec,
+        ".",
+        nsec / 1_000_000,
+        " s), pvclock system time ",
+        pvclock(info) / 1000,
+        " us"
+    );
+
+    // 13. The other vCPUs: INIT/SIPI, then an IPI round trip with each.
+    let mut vcpus = 1;
+    while vcpus < MAX_VCPUS {
+        if hypercall(nr::VCPU_OP, [3, vcpus, 0, 0, 0]) < 0 {
+            break;
+        }
+        vcpus += 1;
+    }
+    if vcpus > 1 {
+        for v in 1..vcpus {
+            xen_guest_rt::start_ap(v as u32);
+        }
+        STAGE.store(1, Ordering::SeqCst);
+        for v in 1..vcpus {
+            while IPI_PORT[v as usize].load(Ordering::SeqCst) == 0 {
+                spin_loop();
+            }
+            send(0, IPI_PORT[v as usize].load(Ordering::SeqCst));
+        }
+        while AP_DONE.load(Ordering::SeqCst) < (vcpus - 1) as u32 {
+            spin_loop();
+        }
+        wait_port(ipi);
+        println!(
+            "flow: [13] ",
+            vcpus,
+            " vCPUs: vCPU 0 sent an IPI to each other vCPU, each answered with one"
+        );
+    } else {
+        println!("flow: [13] 1 vCPU: no IPIs between vCPUs");
+    }
+
+    if has_word(line, b"hang") {
+        println!("flow: command line says hang: never shutting down");
+        loop {
+            // SAFETY: halting with interrupts off parks this vCPU.
+            unsafe { core::arch::asm!("cli", "hlt") };
+        }
+    }
+    if has_word(line, b"crash") {
+        println!("flow: command line says crash: SCHEDOP_shutdown(crash)");
+        shutdown(SHUTDOWN_CRASH);
+    }
+    println!("flow: [14] done: SCHEDOP_shutdown(poweroff)");
+    shutdown(SHUTDOWN_POWEROFF)
+}
+
+entry!(main);
