@@ -1,0 +1,440 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The VM: KVM objects, guest memory, the Xen pieces, vCPU threads.
+//!
+//! Guest memory is RAM (below 3 GiB and above 4 GiB), Xen's special pages
+//! at 0xfeff8000, and the platform device's 16 MiB BAR1 at 0xf0000000.
+//! BAR1 is backed by memory rather than trapped: guests place shared_info
+//! and grant frames at GFNs inside it (Linux's platform-pci driver does),
+//! and those pages must then be ordinary memory to the guest (a KVM slot)
+//! and to the VMM (a region of the same `GuestMemoryMmap` that the
+//! hypercall and event-channel code write through). The BAR stays where
+//! the VMM assigned it; a guest that moves it loses that backing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Instant;
+
+use kvm_bindings::{
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_RESET, kvm_pit_config,
+    kvm_userspace_memory_region,
+};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+use xen_abi::sched::ShutdownReason;
+use xen_cpuid::{XenCpuid, XenCpuidConfig};
+use xen_hypercall::env::{Console, DomainEvents};
+use xen_hypercall::{DomainConfig, Env, HcResult, Hypercall};
+use xen_kvm_accel::stack::XenStack;
+use xen_kvm_accel::{Caps, XenAccel, XenConfig};
+
+use crate::boot::{
+    self, Entry, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES, SPECIAL_PAGES_SIZE,
+};
+use crate::devices::{COM1_IRQ, Devices, Output, Request};
+use crate::monitor;
+use crate::options::{Image, Options};
+
+/// Why the VM stopped.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// `SCHEDOP_shutdown` (or the watchdog).
+    Shutdown(ShutdownReason, Option<u32>),
+    /// A vCPU triple-faulted (`KVM_EXIT_SHUTDOWN`) or the guest asked KVM
+    /// for a reset.
+    Fault(String),
+    /// The guest wrote this status to the debug-exit port.
+    Status(u32),
+    /// `--timeout` expired.
+    Timeout,
+    /// The monitor's `quit`.
+    Quit,
+    /// A VMM-side failure while running.
+    Error(String),
+}
+
+/// Where stop requests go (the main thread waits on the other end).
+pub(crate) type StopTx = Arc<Mutex<Sender<Stop>>>;
+
+/// Asks the main thread to end the VM.
+pub(crate) fn send_stop(tx: &StopTx, stop: Stop) {
+    let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(stop);
+}
+
+/// A stop decided inside a hypercall, handed over by the vCPU thread once
+/// the call has returned (so its trace line is complete).
+type PendingStop = Arc<Mutex<Option<Stop>>>;
+
+/// `console_io` output, and shutdown requests.
+struct Guest {
+    out: Output,
+    pending: PendingStop,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Console for Guest {
+    fn write(&self, bytes: &[u8]) {
+        self.out.write(bytes);
+    }
+}
+
+impl DomainEvents for Guest {
+    fn shutdown(&self, reason: ShutdownReason, code: Option<u32>) {
+        // No vCPU re-enters the guest after this (as Xen deschedules them);
+        // the calling vCPU's thread reports the stop when the call returns.
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.get_or_insert(Stop::Shutdown(reason, code));
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
+fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> String {
+    move |e| format!("KVM ioctl {what} failed: {e}")
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+}
+
+/// Guest memory: RAM, BAR1, the special pages; each a KVM slot.
+fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap, String> {
+    let mut ranges: Vec<(GuestAddress, usize)> = boot::ram_ranges(ram)
+        .into_iter()
+        .map(|(s, l)| (GuestAddress(s), l as usize))
+        .collect();
+    ranges.push((GuestAddress(PLATFORM_BAR1), PLATFORM_BAR1_SIZE as usize));
+    ranges.push((GuestAddress(SPECIAL_PAGES), SPECIAL_PAGES_SIZE as usize));
+    ranges.sort_by_key(|r| r.0);
+    let mem = GuestMemoryMmap::from_ranges(&ranges)
+        .map_err(|e| format!("cannot allocate {ram} bytes of guest memory: {e}"))?;
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| e.to_string())?;
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is mapped for as long as `mem` lives, which
+        // the VMM keeps until the process exits.
+        unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(mem)
+}
+
+/// Sets leaf 1's initial APIC id and leaf 0xb's x2APIC id to `id`.
+fn set_apic_id(cpuid: &mut CpuId, id: u32) {
+    for e in cpuid.as_mut_slice() {
+        match e.function {
+            1 => e.ebx = (e.ebx & 0x00ff_ffff) | id << 24,
+            0xb | 0x1f => e.edx = id,
+            _ => {}
+        }
+    }
+}
+
+/// Trace line for one hypercall: names, arguments, result.
+fn trace_line(vcpu: u32, call: &Hypercall, r: HcResult) -> String {
+    let (name, sub) = call.names();
+    let name = name.map_or_else(
+        || format!("hypercall {}", call.nr),
+        |n| n.trim_start_matches("__HYPERVISOR_").to_owned(),
+    );
+    let args: Vec<String> = call.args.iter().map(|a| format!("{a:#x}")).collect();
+    let result = match r {
+        Ok(v) => format!("{v:#x}"),
+        Err(e) => format!("-{} ({e:?})", e as i32),
+    };
+    format!(
+        "xen-vmm: vcpu{vcpu} {name}{}({}) = {result}",
+        sub.map(|s| format!(" {s}")).unwrap_or_default(),
+        args.join(", ")
+    )
+}
+
+/// Runs the VM until it stops; the caller turns the answer into an exit
+/// status.
+pub(crate) fn run(o: &Options) -> Result<Stop, String> {
+    let started = Instant::now();
+    // Files first: a missing image is reported before any KVM work.
+    let image = match &o.image {
+        Image::Embedded => None,
+        Image::Elf(p) => Some(read_file(p, "ELF image")?),
+        Image::Kernel(p) => Some(read_file(p, "kernel")?),
+    };
+    let initrd = match &o.initrd {
+        Some(p) => Some(read_file(p, "initrd")?),
+        None => None,
+    };
+    let out = Output::default();
+    let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
+    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+    let mem = memory(&vm, o.memory)?;
+    vm.create_irq_chip()
+        .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+    vm.create_pit2(kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    })
+    .map_err(kvm_err("KVM_CREATE_PIT2"))?;
+    let e820 = boot::e820(o.memory);
+
+    let (stop_tx, stop_rx) = mpsc::channel();
+    let stop_tx: StopTx = Arc::new(Mutex::new(stop_tx));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let pending: PendingStop = Arc::default();
+
+    // Xen: CPUID leaves, the domain, the dispatcher, the accelerator.
+    let xen = match o.xen {
+        None => None,
+        Some(version) => {
+            let guest = Arc::new(Guest {
+                out: out.clone(),
+                pending: pending.clone(),
+                stopping: stopping.clone(),
+            });
+            let config = DomainConfig::new(o.cpus, version.raw(), e820.clone());
+            let env = Env {
+                console: guest.clone(),
+                events: guest,
+                ..Env::default()
+            };
+            let stack: XenStack<GuestMemoryMmap> =
+                XenStack::new(config, env, true).map_err(|e| format!("Xen setup: {e}"))?;
+            let caps = Caps::probe(&kvm);
+            let mut accel = XenAccel::new(
+                &caps,
+                XenConfig {
+                    path: o.accel,
+                    ..XenConfig::default()
+                },
+                stack.domain.clone(),
+                stack.dispatcher.clone(),
+                mem.clone(),
+            )
+            .map_err(|e| {
+                let mut m = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    m = format!("{m}: {s}");
+                    src = s.source();
+                }
+                m
+            })?;
+            accel.setup_vm(&vm).map_err(|e| format!("Xen setup: {e}"))?;
+            stack
+                .upcall
+                .attach(&kvm, &vm)
+                .map_err(|e| format!("Xen upcalls: {e}"))?;
+            accel.set_upcall(stack.upcall.clone());
+            if o.trace {
+                accel.set_trace(Box::new(|v, c, r| eprintln!("{}", trace_line(v, c, r))));
+            }
+            stack.attach_memory(&mem);
+            out.write(
+                format!(
+                    "xen-vmm: Xen {version} for {} vCPU(s), {} MiB; hypercalls on the {:?} path: {}\n",
+                    o.cpus,
+                    o.memory >> 20,
+                    accel.path(),
+                    accel.path_reason()
+                )
+                .as_bytes(),
+            );
+            let cpuid = XenCpuid::new(XenCpuidConfig {
+                vapic: o.vapic,
+                ..XenCpuidConfig::new(version)
+            });
+            Some((stack, Arc::new(accel), cpuid))
+        }
+    };
+
+    // The image.
+    let cmdline = o.cmdline.as_str();
+    let loaded = match (&o.image, &image) {
+        (Image::Elf(p), Some(bytes)) => {
+            boot::load_elf(&mem, bytes).map_err(|e| format!("cannot load {}: {e}", p.display()))?
+        }
+        (Image::Kernel(p), Some(bytes)) => {
+            boot::load_bzimage(&mem, bytes, &e820, cmdline, initrd.as_deref(), o.memory)
+                .map_err(|e| format!("cannot load {}: {e}", p.display()))?
+        }
+        _ => boot::load_elf(&mem, xen_guest_harness::guests::FLOW.elf)
+            .map_err(|e| format!("the embedded guest: {e}"))?,
+    };
+    let start_info = match loaded.entry {
+        Entry::Linux64(_) => 0x6000,
+        _ => {
+            let module = match &initrd {
+                Some(i) => {
+                    let at = boot::place_initrd(&mem, i, loaded.end, o.memory)?;
+                    Some((at, i.len() as u64))
+                }
+                None => None,
+            };
+            boot::write_start_info(&mem, &e820, cmdline, module)?
+        }
+    };
+    out.write(format!("xen-vmm: booting {}\n", loaded.entry.describe()).as_bytes());
+
+    // vCPUs: vCPU 0 at the entry, the others waiting for INIT/SIPI.
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let mut vcpus = Vec::new();
+    for id in 0..o.cpus {
+        let mut vcpu = vm
+            .create_vcpu(u64::from(id))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let mut cpuid = supported.clone();
+        set_apic_id(&mut cpuid, id);
+        if let Some((_, _, leaves)) = &xen {
+            leaves
+                .apply(&mut cpuid, id)
+                .map_err(|e| format!("Xen CPUID leaves: {e}"))?;
+        }
+        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        if id == 0 {
+            let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+            let regs = boot::boot_regs(&mem, loaded.entry, start_info, &mut sregs)?;
+            vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+            vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+        }
+        if let Some((stack, accel, _)) = &xen {
+            accel.setup_vcpu(&mut vcpu);
+            if id == 0 {
+                stack
+                    .clock
+                    .calibrate(&vcpu)
+                    .map_err(|e| format!("TSC calibration: {e}"))?;
+            }
+        }
+        vcpus.push(vcpu);
+    }
+
+    // Devices, with the serial interrupt on an irqfd.
+    let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+    vm.register_irqfd(&serial_irq, COM1_IRQ)
+        .map_err(kvm_err("KVM_IRQFD"))?;
+    let devices = Arc::new(Devices::new(
+        out.clone(),
+        serial_irq,
+        xen.is_some(),
+        o.trace,
+    ));
+
+    if let Some(path) = &o.monitor {
+        let channels = xen.as_ref().map(|(s, _, _)| s.channels.clone());
+        monitor::serve(path, channels, mem.clone(), stop_tx.clone(), o.clone())?;
+    }
+
+    let accel = xen.as_ref().map(|(_, a, _)| a.clone());
+    for (id, mut vcpu) in vcpus.into_iter().enumerate() {
+        let (devices, accel, tx, stopping, pending) = (
+            devices.clone(),
+            accel.clone(),
+            stop_tx.clone(),
+            stopping.clone(),
+            pending.clone(),
+        );
+        thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || {
+                let stop = vcpu_loop(
+                    &mut vcpu,
+                    id as u32,
+                    &devices,
+                    accel.as_deref(),
+                    (&stopping, &pending),
+                );
+                stopping.store(true, Ordering::SeqCst);
+                send_stop(&tx, stop);
+            })
+            .map_err(|e| format!("cannot start a vCPU thread: {e}"))?;
+    }
+
+    let stop = match o.timeout {
+        Some(t) => stop_rx
+            .recv_timeout(t.saturating_sub(started.elapsed()))
+            .unwrap_or(Stop::Timeout),
+        None => stop_rx
+            .recv()
+            .unwrap_or_else(|_| Stop::Error("every vCPU thread ended".into())),
+    };
+    Ok(stop)
+}
+
+/// One vCPU's `KVM_RUN` loop; returns why it stopped.
+fn vcpu_loop(
+    vcpu: &mut VcpuFd,
+    id: u32,
+    devices: &Devices,
+    accel: Option<&XenAccel<GuestMemoryMmap>>,
+    (stopping, pending): (&AtomicBool, &PendingStop),
+) -> Stop {
+    let trap_port = u16::from(XenConfig::default().trap_port);
+    loop {
+        if stopping.load(Ordering::SeqCst) {
+            if let Some(stop) = pending.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return stop;
+            }
+            // Another vCPU ended the VM; the main thread exits the process.
+            loop {
+                thread::park();
+            }
+        }
+        let exit = match vcpu.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) => return Stop::Error(format!("vCPU {id}: KVM_RUN failed: {e}")),
+        };
+        match exit {
+            VcpuExit::IoIn(port, data) => devices.pio_read(port, data),
+            VcpuExit::IoOut(port, data) if accel.is_none() || port != trap_port => {
+                if let Some(Request::Exit(status)) = devices.pio_write(port, data) {
+                    return Stop::Status(status);
+                }
+            }
+            VcpuExit::MmioRead(_, data) => data.fill(0xff),
+            VcpuExit::MmioWrite(..) | VcpuExit::Intr | VcpuExit::Hlt => {}
+            VcpuExit::Shutdown => {
+                return Stop::Fault(format!("vCPU {id} triple-faulted (KVM_EXIT_SHUTDOWN)"));
+            }
+            VcpuExit::SystemEvent(kind, _) => {
+                let what = if kind == KVM_SYSTEM_EVENT_RESET {
+                    "a reset"
+                } else {
+                    "a system event"
+                };
+                return Stop::Fault(format!("vCPU {id} asked KVM for {what} ({kind})"));
+            }
+            VcpuExit::FailEntry(reason, cpu) => {
+                return Stop::Fault(format!(
+                    "vCPU {id}: VM entry failed (reason {reason:#x}, cpu {cpu})"
+                ));
+            }
+            VcpuExit::InternalError => {
+                // SAFETY: the exit reason says `internal` is the valid member.
+                let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                return Stop::Fault(format!(
+                    "vCPU {id}: KVM internal error {sub} at rip {rip:#x} (an instruction KVM cannot emulate?)"
+                ));
+            }
+            _ => {
+                let handled = accel.is_some_and(|a| a.handle_exit(vcpu, id));
+                if !handled {
+                    let reason = vcpu.get_kvm_run().exit_reason;
+                    return Stop::Error(format!("vCPU {id}: unexpected KVM exit {reason}"));
+                }
+            }
+        }
+    }
+}
