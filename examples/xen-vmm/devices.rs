@@ -257,6 +257,11 @@ mod tests {
         Devices::new(Output::default(), EventFd::new(0).unwrap(), true, false)
     }
 
+    fn cfg_write(d: &Devices, slot: u32, reg: u32, v: u32) {
+        d.pio_write(0xcf8, &(0x8000_0000 | slot << 11 | reg).to_le_bytes());
+        d.pio_write(0xcfc, &v.to_le_bytes());
+    }
+
     fn cfg_read(d: &Devices, slot: u32, reg: u32) -> u32 {
         d.pio_write(0xcf8, &(0x8000_0000 | slot << 11 | reg).to_le_bytes());
         let mut v = [0; 4];
@@ -272,9 +277,13 @@ mod tests {
         assert_eq!(cfg_read(&d, PLATFORM_SLOT, 0x14), PLATFORM_BAR1 as u32 | 8);
         assert_eq!(cfg_read(&d, 5, 0), 0xffff_ffff, "empty slot");
         // Sizing BAR1 and restoring it.
-        d.pio_write(0xcfc, &u32::MAX.to_le_bytes());
+        cfg_write(&d, PLATFORM_SLOT, 0x14, u32::MAX);
         assert_eq!(cfg_read(&d, PLATFORM_SLOT, 0x14) & !0xf, 0xff00_0000);
-        d.pio_write(0xcfc, &(PLATFORM_BAR1 as u32).to_le_bytes());
+        // Writes to an empty slot or to the bridge change nothing.
+        cfg_write(&d, 5, 0x14, 0);
+        cfg_write(&d, 0, 0, 0);
+        assert_eq!(cfg_read(&d, 0, 0), 0x1237_8086);
+        cfg_write(&d, PLATFORM_SLOT, 0x14, PLATFORM_BAR1 as u32);
         assert_eq!(
             cfg_read(&d, PLATFORM_SLOT, 0x14) & !0xf,
             PLATFORM_BAR1 as u32
