@@ -49,6 +49,8 @@
 pub mod backend;
 pub mod channels;
 mod fifo;
+#[cfg(test)]
+mod fifo_model_tests;
 mod guest;
 #[cfg(test)]
 mod model_tests;
