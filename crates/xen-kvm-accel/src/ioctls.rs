@@ -149,7 +149,7 @@ impl XenVmRaw for VmFd {
 /// A duplicate of a VM file descriptor, for the Xen VM ioctls from any
 /// thread without holding the VMM's `VmFd`.
 #[derive(Debug)]
-pub struct XenVmHandle(std::os::fd::OwnedFd);
+pub struct XenVmHandle(pub(crate) std::os::fd::OwnedFd);
 
 impl XenVmHandle {
     /// Duplicates `vm`'s file descriptor.

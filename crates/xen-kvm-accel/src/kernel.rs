@@ -13,6 +13,8 @@
 //! | `RUNSTATE` (5.12) | per-vCPU `RUNSTATE_ADDR` | KVM accounts and writes runstate on every schedule in/out |
 //! | `EVTCHN_SEND` (5.19) | `XEN_VERSION`, per-vCPU `VCPU_ID`, per-vCPU `UPCALL_VECTOR`, per-vCPU `TIMER` (the VIRQ_TIMER port) | `XENVER_version`, `set_timer_op` and the single-shot `vcpu_op`s never leave the kernel; [`crate::XenAccel::kernel_send`] raises ports through `KVM_XEN_HVM_EVTCHN_SEND` |
 //!
+//! | `EVTCHN_2LEVEL` (5.17) | `KVM_IRQ_ROUTING_XEN_EVTCHN` GSI routes | an eventfd of a VMM back end raises its guest port without leaving the kernel ([`crate::eventfd_ports`]), while KVM delivers the port's vCPU ([`KernelSync::kernel_delivers`]) |
+//!
 //! A kernel with only `HYPERCALL_MSR | INTERCEPT_HCALL | SHARED_INFO`
 //! (Linux 5.12) gets the first row; everything else stays in user space.
 //! The state is taken from the [`Domain`] after every hypercall that left
@@ -63,12 +65,13 @@
 //! sets kvmclock to the domain clock's system time, so both write the same
 //! time base.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Weak};
 
 use kvm_bindings::{
-    KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
-    KVM_XEN_HVM_CONFIG_RUNSTATE, KVM_XEN_HVM_CONFIG_SHARED_INFO,
+    KVM_XEN_HVM_CONFIG_EVTCHN_2LEVEL, KVM_XEN_HVM_CONFIG_EVTCHN_SEND,
+    KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, KVM_XEN_HVM_CONFIG_RUNSTATE,
+    KVM_XEN_HVM_CONFIG_SHARED_INFO,
 };
 use vm_memory::GuestMemoryBackend;
 use xen_abi::event_channel::EvtchnOp;
@@ -95,6 +98,8 @@ pub struct FastPaths {
     /// `EVTCHN_SEND`: Xen version, vCPU ids, per-vCPU vectors, timers and
     /// `KVM_XEN_HVM_EVTCHN_SEND`.
     pub evtchn_send: bool,
+    /// `EVTCHN_2LEVEL`: `KVM_IRQ_ROUTING_XEN_EVTCHN` GSI routes.
+    pub evtchn_2level: bool,
 }
 
 impl FastPaths {
@@ -104,6 +109,7 @@ impl FastPaths {
             shared_info: flags & KVM_XEN_HVM_CONFIG_SHARED_INFO != 0,
             runstate: flags & KVM_XEN_HVM_CONFIG_RUNSTATE != 0,
             evtchn_send: flags & KVM_XEN_HVM_CONFIG_EVTCHN_SEND != 0,
+            evtchn_2level: flags & KVM_XEN_HVM_CONFIG_EVTCHN_2LEVEL != 0,
         }
     }
 
@@ -139,8 +145,13 @@ struct VmSync {
     fifo: bool,
 }
 
+/// Told when what KVM can deliver changed (see [`KernelSync::kernel_delivers`]).
+pub(crate) trait DeliveryListener: Send + Sync {
+    /// Re-evaluates the listener's kernel routes.
+    fn delivery_changed(&self);
+}
+
 /// Keeps KVM's copy of the domain's Xen state in step with the domain.
-#[derive(Debug)]
 pub struct KernelSync {
     paths: FastPaths,
     vm: Mutex<VmSync>,
@@ -148,6 +159,19 @@ pub struct KernelSync {
     /// Per vCPU: KVM injects the global vector for it (it owns the vector
     /// and has the vCPU's vcpu_info).
     global: Vec<AtomicBool>,
+    /// Something listeners care about changed since the last flush.
+    dirty: AtomicBool,
+    listeners: Mutex<Vec<Weak<dyn DeliveryListener>>>,
+}
+
+impl std::fmt::Debug for KernelSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelSync")
+            .field("paths", &self.paths)
+            .field("vm", &self.vm)
+            .field("vcpus", &self.vcpus)
+            .finish_non_exhaustive()
+    }
 }
 
 fn warn(what: &str, e: impl std::fmt::Display) {
@@ -162,6 +186,62 @@ impl KernelSync {
             vm: Mutex::new(VmSync::default()),
             vcpus: Mutex::new(vec![VcpuSync::default(); vcpus as usize]),
             global: (0..vcpus).map(|_| AtomicBool::new(false)).collect(),
+            dirty: AtomicBool::new(false),
+            listeners: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether KVM itself delivers a 2-level event to Xen vCPU `vcpu`, so
+    /// that a `KVM_IRQ_ROUTING_XEN_EVTCHN` route to it works: the kernel
+    /// has `EVTCHN_2LEVEL`, the channels are 2-level, KVM has shared_info
+    /// and the vCPU's vcpu_info, and injects its upcall (its per-vCPU
+    /// vector, or the global vector). KVM cannot drive a GSI / INTx
+    /// callback: with one, events must go through user space.
+    pub fn kernel_delivers(&self, vcpu: u32) -> bool {
+        if !self.paths.evtchn_2level || !self.paths.shared_info {
+            return false;
+        }
+        {
+            let vm = self.vm.lock().unwrap_or_else(|e| e.into_inner());
+            if vm.fifo || !matches!(vm.shared_info, Some(Some(_))) {
+                return false;
+            }
+        }
+        let vcpus = self.vcpus.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = vcpus.get(vcpu as usize) else {
+            return false;
+        };
+        matches!(s.vcpu_info, Some(Some(_)))
+            && (s.vector.is_some_and(|v| v != 0) || self.kernel_injects_global(vcpu))
+    }
+
+    /// Registers `listener` for changes of what KVM delivers and of port
+    /// bindings (held weakly).
+    pub(crate) fn add_listener(&self, listener: Weak<dyn DeliveryListener>) {
+        let mut l = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        l.retain(|w| w.strong_count() > 0);
+        l.push(listener);
+    }
+
+    fn changed(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+    }
+
+    /// Tells the listeners if anything changed since the last call. Called
+    /// with no lock held, after each batch of syncs.
+    pub fn flush_changes(&self) {
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let listeners: Vec<_> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for l in listeners {
+            l.delivery_changed();
         }
     }
 
@@ -231,6 +311,17 @@ impl KernelSync {
             return;
         };
         let arg = call.arg(1);
+        if matches!(
+            op,
+            EvtchnOp::Close
+                | EvtchnOp::BindVcpu
+                | EvtchnOp::BindInterdomain
+                | EvtchnOp::Reset
+                | EvtchnOp::InitControl
+        ) {
+            // Port bindings or the ABI changed: kernel routes may be stale.
+            self.changed();
+        }
         let mut vcpus = self.vcpus.lock().unwrap_or_else(|e| e.into_inner());
         match op {
             EvtchnOp::BindVirq => {
@@ -274,18 +365,21 @@ impl KernelSync {
         };
         let mut st = self.vm.lock().unwrap_or_else(|e| e.into_inner());
         if st.long_mode != Some(long_mode) {
+            self.changed();
             st.long_mode = Some(long_mode);
             if let Err(e) = vm.xen_hvm_set_attr(XenHvmAttr::LongMode(long_mode)) {
                 warn("LONG_MODE", e);
             }
         }
         if st.shared_info != Some(gfn) {
+            self.changed();
             st.shared_info = Some(gfn);
             if let Err(e) = vm.xen_hvm_set_attr(XenHvmAttr::SharedInfoGfn(gfn)) {
                 warn("SHARED_INFO", e);
             }
         }
         if st.vector != Some(vector) {
+            self.changed();
             st.vector = Some(vector);
             if let Err(e) = vm.xen_hvm_set_attr(XenHvmAttr::UpcallVector(vector)) {
                 warn("UPCALL_VECTOR", e);
@@ -366,6 +460,7 @@ impl KernelSync {
             set(XenVcpuAttr::VcpuId(vcpu_id));
         }
         if s.vcpu_info != Some(info) {
+            self.changed();
             s.vcpu_info = Some(info);
             set(XenVcpuAttr::VcpuInfoGpa(info));
         }
@@ -379,6 +474,7 @@ impl KernelSync {
         }
         if self.paths.evtchn_send {
             if s.vector != Some(vector) {
+                self.changed();
                 s.vector = Some(vector);
                 set(XenVcpuAttr::UpcallVector(vector));
             }
@@ -509,7 +605,8 @@ mod tests {
             FastPaths {
                 shared_info: true,
                 runstate: false,
-                evtchn_send: false
+                evtchn_send: false,
+                evtchn_2level: false
             }
         );
         assert_eq!(FastPaths::from_flags(0x3), FastPaths::default());

@@ -27,14 +27,26 @@
 //! domain's state as the guest sets it up; [`kernel`] explains which, under
 //! which flag, and how KVM and the user-space event channels share guest
 //! memory.
+//!
+//! Interrupts: [`KvmUpcall`] raises event-channel upcalls through the
+//! in-kernel irqchip ([`upcall`]; a GSI / PCI INTx callback is a
+//! resampling irqfd, so it is level like Xen's without an interrupt
+//! storm); [`eventfd_ports`] lets a VMM back end raise a guest port by
+//! writing an eventfd (in the kernel through `KVM_IRQ_ROUTING_XEN_EVTCHN`
+//! where KVM offers it, else on an [`evloop::EventLoop`] thread); and
+//! [`routing::GsiRouting`] is the one model of the VM's GSI routing table
+//! that every route goes through ([`XenAccel::routing`]).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod block;
 pub mod caps;
 pub mod clock;
+pub mod eventfd_ports;
+pub mod evloop;
 pub mod ioctls;
 pub mod kernel;
+pub mod routing;
 pub mod stack;
 pub mod timers;
 pub mod upcall;
@@ -62,7 +74,10 @@ use xen_hypercall::{
 pub use block::{Blocker, KvmEvents, WakingUpcall};
 pub use caps::{Caps, Path, PathChoice, PathError};
 pub use clock::TscClock;
+pub use eventfd_ports::{Delivery, EventfdPorts, PortTarget};
+pub use evloop::EventLoop;
 pub use kernel::{FastPaths, KernelSync};
+pub use routing::GsiRouting;
 pub use timers::TimerfdTimers;
 pub use upcall::KvmUpcall;
 
@@ -103,6 +118,12 @@ pub enum Error {
     /// A KVM Xen attribute ioctl failed.
     #[error("A KVM Xen attribute ioctl failed")]
     XenAttr(#[from] IoctlError),
+    /// The GSI routing table or an irqfd was refused.
+    #[error("GSI routing failed")]
+    Routing(#[from] routing::RoutingError),
+    /// [`XenAccel::setup_vm`] has not run yet.
+    #[error("The VM is not set up yet")]
+    NotSetUp,
 }
 
 /// How the VMM wants Xen wired.
@@ -143,6 +164,42 @@ pub struct XenAccel<M: GuestMemoryBackend> {
     kernel: Option<Arc<KernelSync>>,
     /// Kernel path: a duplicate of the VM fd for the VM-level Xen ioctls.
     vm: OnceLock<XenVmHandle>,
+    /// The VM's GSI routing table (both paths), from `setup_vm`.
+    routing: OnceLock<Arc<GsiRouting>>,
+}
+
+impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenAccel<M> {
+    /// Uses `upcall` (the injector the event channels raise through) for
+    /// its per-exit work (clearing an un-EOI'd callback vector, dropping a
+    /// fallback GSI line) and gives it guest memory, where its GSI /
+    /// INTx line reads vCPU 0's `evtchn_upcall_pending` at each EOI (see
+    /// [`upcall`]).
+    pub fn set_upcall(&mut self, upcall: Arc<KvmUpcall>) {
+        if let Some(k) = &self.kernel {
+            upcall.set_kernel(k.clone());
+        }
+        upcall.attach_memory(self.mem.clone());
+        self.upcall = Some(upcall);
+    }
+
+    /// Eventfd-to-port connections for `channels` (the domain's event
+    /// channels), after [`XenAccel::setup_vm`]: routed in the kernel on the
+    /// kernel path when KVM advertises `EVTCHN_2LEVEL`, served by `events`
+    /// otherwise (see [`eventfd_ports`]).
+    pub fn eventfd_ports(
+        &self,
+        channels: Arc<xen_evtchn::EventChannels>,
+        events: Arc<EventLoop>,
+    ) -> Result<EventfdPorts<M>, Error> {
+        let routing = self.routing.get().ok_or(Error::NotSetUp)?.clone();
+        Ok(EventfdPorts::new(
+            routing,
+            channels,
+            self.mem.clone(),
+            events,
+            self.kernel.clone(),
+        ))
+    }
 }
 
 impl<M: GuestMemoryBackend> XenAccel<M> {
@@ -172,6 +229,7 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
             upcall: None,
             kernel,
             vm: OnceLock::new(),
+            routing: OnceLock::new(),
         })
     }
 
@@ -211,6 +269,7 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
             k.sync_vcpu(vcpu, vcpu_id, &self.domain, &|v, t| {
                 self.domain.env.timers.set_singleshot(v, Some(t))
             });
+            k.flush_changes();
         }
     }
 
@@ -234,14 +293,10 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
         &self.domain
     }
 
-    /// Uses `upcall` (the injector the event channels raise through) for
-    /// its per-exit work: clearing an un-EOI'd callback vector and dropping
-    /// a GSI callback line (see [`upcall`]).
-    pub fn set_upcall(&mut self, upcall: Arc<KvmUpcall>) {
-        if let Some(k) = &self.kernel {
-            upcall.set_kernel(k.clone());
-        }
-        self.upcall = Some(upcall);
+    /// The VM's GSI routing table, once [`XenAccel::setup_vm`] has run:
+    /// the VMM's own routes must go through it (see [`routing`]).
+    pub fn routing(&self) -> Option<&Arc<GsiRouting>> {
+        self.routing.get()
     }
 
     /// Calls `f` for every hypercall handled (`--trace`).
@@ -255,6 +310,13 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
     /// domain clock's system time (KVM's pvclocks and timers then share
     /// the domain's time base) and gives KVM the VM attributes.
     pub fn setup_vm(&self, vm: &VmFd) -> Result<(), Error> {
+        if self.routing.get().is_none() {
+            let routing = GsiRouting::for_vm(vm).map_err(|source| Error::Host {
+                what: "the GSI routing table",
+                source,
+            })?;
+            let _ = self.routing.set(Arc::new(routing));
+        }
         match self.path {
             Path::User => {
                 let mut cap = kvm_enable_cap {
@@ -307,6 +369,7 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
                 }
                 if let Some(k) = &self.kernel {
                     k.setup_vm(&handle, &self.domain);
+                    k.flush_changes();
                 }
                 let _ = self.vm.set(handle);
                 Ok(())
@@ -414,6 +477,7 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
         k.sync_vcpu(vcpu, vcpu_id, &self.domain, &|v, t| {
             self.domain.env.timers.set_singleshot(v, Some(t))
         });
+        k.flush_changes();
     }
 
     fn dispatch(&self, vcpu_id: u32, paging: PagingRegs, call: &Hypercall) -> HcResult {
