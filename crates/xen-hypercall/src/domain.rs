@@ -50,7 +50,11 @@ pub struct DomainConfig {
 
 impl DomainConfig {
     /// A domain of `vcpus` vCPUs claiming Xen `version` with this memory
-    /// map; features are those this crate implements.
+    /// map; features are those xen-on-kvm implements, including
+    /// `XENFEAT_hvm_callback_vector` (event-channel upcalls through a
+    /// vector, which needs xen-evtchn and an upcall injector such as
+    /// xen-kvm-accel's: a VMM without them should clear that bit, or Linux
+    /// waits for upcalls that never come).
     pub fn new(vcpus: u32, version: u32, memory_map: Vec<E820Entry>) -> Self {
         let ram_pages = memory_map
             .iter()
@@ -64,6 +68,7 @@ impl DomainConfig {
             extraversion: ".0".into(),
             features: XenFeatures::WRITABLE_PAGE_TABLES
                 | XenFeatures::AUTO_TRANSLATED_PHYSMAP
+                | XenFeatures::HVM_CALLBACK_VECTOR
                 | XenFeatures::HVM_SAFE_PVCLOCK,
             memory_map,
             max_pages: ram_pages,
