@@ -43,7 +43,8 @@
 //! the vCPU's `evtchn_upcall_pending` is set, leaving no in-service bit.
 //! An upcall raised on the target vCPU's own thread (during one of its
 //! hypercalls) then needs nothing from us; one raised from another thread
-//! still gets the MSI, as a kick for a halted vCPU.
+//! needs the vCPU to re-enter, which the VMM's kicker does
+//! ([`KvmUpcall::set_kicker`]; without one, the MSI is the kick).
 
 use std::cell::Cell;
 use std::os::unix::io::AsRawFd;
@@ -165,7 +166,13 @@ pub struct KvmUpcall {
     events: OnceLock<EventLoop>,
     /// Set on the kernel path: who injects the global vector per vCPU.
     kernel: OnceLock<Arc<crate::kernel::KernelSync>>,
+    /// Makes a vCPU leave `KVM_RUN` (the VMM's, see [`KvmUpcall::set_kicker`]).
+    kicker: OnceLock<Kicker>,
 }
+
+/// Makes vCPU `n` return from `KVM_RUN` soon (for example a signal to its
+/// thread); see [`KvmUpcall::set_kicker`].
+pub type Kicker = Box<dyn Fn(u32) + Send + Sync>;
 
 impl std::fmt::Debug for KvmUpcall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,6 +203,7 @@ impl KvmUpcall {
             no_irqfd: AtomicBool::new(false),
             events: OnceLock::new(),
             kernel: OnceLock::new(),
+            kicker: OnceLock::new(),
         }
     }
 
@@ -253,6 +261,21 @@ impl KvmUpcall {
         })?;
         let _ = self.irq.set(Box::new(irq));
         Ok(())
+    }
+
+    /// Gives the injector a way to make a vCPU leave `KVM_RUN`, such as a
+    /// signal to its thread whose handler does nothing (the VMM's loop
+    /// sees `EINTR` and re-enters). On the kernel path, when KVM owns the
+    /// global callback vector, an upcall raised from another thread then
+    /// becomes a kick: KVM injects the vector itself as the vCPU re-enters
+    /// (it checks `evtchn_upcall_pending` at every entry, halted or not),
+    /// exactly once and with no in-service bit left behind, as on Xen.
+    /// Without a kicker such an upcall is sent as an MSI, which a halted
+    /// vCPU also wakes for, but the guest then sees it twice and its
+    /// in-service bit stays set until the vCPU's next exit. Set it once;
+    /// later calls are ignored.
+    pub fn set_kicker(&self, kicker: Kicker) {
+        let _ = self.kicker.set(kicker);
     }
 
     /// The GSI that the platform device's INTx pin is routed to, for a
@@ -477,13 +500,21 @@ impl Upcall for KvmUpcall {
         }
         match callback_via(&self.domain) {
             CallbackVia::Vector(_)
-                if CURRENT_VCPU.with(Cell::get) == Some(vcpu)
-                    && self
-                        .kernel
-                        .get()
-                        .is_some_and(|k| k.kernel_injects_global(vcpu)) =>
+                if self
+                    .kernel
+                    .get()
+                    .is_some_and(|k| k.kernel_injects_global(vcpu))
+                    && (CURRENT_VCPU.with(Cell::get) == Some(vcpu)
+                        || self.kicker.get().is_some()) =>
             {
-                // KVM injects it as this vCPU re-enters the guest.
+                // KVM injects it as this vCPU re-enters the guest: now if
+                // this is its thread, else once the kick makes it leave
+                // KVM_RUN (or its halt) and come back.
+                if CURRENT_VCPU.with(Cell::get) != Some(vcpu)
+                    && let Some(kick) = self.kicker.get()
+                {
+                    kick(vcpu);
+                }
             }
             CallbackVia::Vector(vector) => {
                 if let Some(v) = self
