@@ -21,6 +21,7 @@
 mod boot;
 mod devices;
 mod monitor;
+mod mptable;
 mod options;
 mod vm;
 

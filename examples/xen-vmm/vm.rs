@@ -12,6 +12,7 @@
 //! hypercall and event-channel code write through). The BAR stays where
 //! the VMM assigned it; a guest that moves it loses that backing.
 
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 use xen_abi::sched::ShutdownReason;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
 use xen_hypercall::env::{Console, DomainEvents};
@@ -36,8 +38,8 @@ use crate::boot::{
     self, Entry, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES, SPECIAL_PAGES_SIZE,
 };
 use crate::devices::{COM1_IRQ, Devices, Output, Request};
-use crate::monitor;
 use crate::options::{Image, Options};
+use crate::{monitor, mptable};
 
 /// Why the VM stopped.
 #[derive(Debug)]
@@ -185,6 +187,8 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
     })
     .map_err(kvm_err("KVM_CREATE_PIT2"))?;
     let e820 = boot::e820(o.memory);
+    // CPUs, the IOAPIC and interrupt routing for guests without ACPI.
+    mptable::write_mptable(&mem, o.cpus)?;
 
     let (stop_tx, stop_rx) = mpsc::channel();
     let stop_tx: StopTx = Arc::new(Mutex::new(stop_tx));
@@ -335,6 +339,23 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
         monitor::serve(path, channels, mem.clone(), stop_tx.clone(), o.clone())?;
     }
 
+    // A kick makes a vCPU thread leave KVM_RUN (EINTR) and re-enter, where
+    // KVM injects a pending Xen callback vector it owns (kernel path).
+    let threads: Arc<Mutex<Vec<libc::pthread_t>>> = Arc::default();
+    register_signal_handler(SIGRTMIN(), kick_handler)
+        .map_err(|e| format!("cannot install the vCPU kick signal: {e}"))?;
+    if let Some((stack, _, _)) = &xen {
+        let threads = threads.clone();
+        stack.upcall.set_kicker(Box::new(move |vcpu| {
+            let threads = threads.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&t) = threads.get(vcpu as usize) {
+                // SAFETY: `t` is a vCPU thread of this process; they are
+                // never joined or detached, so the handle stays valid until
+                // the process exits. The signal's handler does nothing.
+                unsafe { libc::pthread_kill(t, SIGRTMIN()) };
+            }
+        }));
+    }
     let accel = xen.as_ref().map(|(_, a, _)| a.clone());
     for (id, mut vcpu) in vcpus.into_iter().enumerate() {
         let (devices, accel, tx, stopping, pending) = (
@@ -344,7 +365,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
             stopping.clone(),
             pending.clone(),
         );
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 let stop = vcpu_loop(
@@ -358,6 +379,12 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
                 send_stop(&tx, stop);
             })
             .map_err(|e| format!("cannot start a vCPU thread: {e}"))?;
+        threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle.as_pthread_t());
+        // Never joined: the process exits with the VM.
+        std::mem::forget(handle);
     }
 
     let stop = match o.timeout {
@@ -370,6 +397,8 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
     };
     Ok(stop)
 }
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 /// One vCPU's `KVM_RUN` loop; returns why it stopped.
 fn vcpu_loop(
