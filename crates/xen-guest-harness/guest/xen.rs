@@ -86,6 +86,41 @@ pub fn get(vcpu: u64, i: usize) -> u64 {
     unsafe { core::ptr::read_volatile((arg(vcpu) as *const u64).add(i % 512)) }
 }
 
+/// `event_channel_op(cmd, ...)` with `vcpu`'s scratch page as argument.
+pub fn evtchn(vcpu: u64, cmd: u64) -> i64 {
+    hypercall(nr::EVENT_CHANNEL_OP, [cmd, arg(vcpu), 0, 0, 0])
+}
+
+/// The 64-bit word at byte `off` of the shared_info page at `shinfo`.
+pub fn shared_word(shinfo: u64, off: u64) -> &'static core::sync::atomic::AtomicU64 {
+    // SAFETY: shared_info is guest RAM the guest placed; the VMM and KVM
+    // change its words only atomically, as guests do.
+    unsafe { &*((shinfo + off) as *const core::sync::atomic::AtomicU64) }
+}
+
+/// Shortcuts for guests that make their calls from vCPU 0 only.
+pub mod bsp {
+    /// vCPU 0's scratch argument page.
+    pub fn arg() -> u64 {
+        super::arg(0)
+    }
+
+    /// Writes word `i` of vCPU 0's scratch page.
+    pub fn put(i: usize, v: u64) {
+        super::put(0, i, v)
+    }
+
+    /// Reads word `i` of vCPU 0's scratch page.
+    pub fn get(i: usize) -> u64 {
+        super::get(0, i)
+    }
+
+    /// `event_channel_op(cmd, ...)` from vCPU 0.
+    pub fn evtchn(cmd: u64) -> i64 {
+        super::evtchn(0, cmd)
+    }
+}
+
 /// Places shared_info at `gfn` (`XENMEM_add_to_physmap`, space
 /// shared_info) from `vcpu`; returns the hypercall's result.
 pub fn place_shared_info(vcpu: u64, gfn: u64) -> i64 {

@@ -158,18 +158,7 @@ pub fn write_tables<M: GuestMemoryBackend>(mem: &M) -> Result<(), vm_memory::Gue
 
 /// Puts `sregs` in 64-bit mode with the tables from [`write_tables`].
 pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
-    sregs.cs = code64();
-    let d = data();
-    sregs.ds = d;
-    sregs.es = d;
-    sregs.fs = d;
-    sregs.gs = d;
-    sregs.ss = d;
-    sregs.tr = tss();
-    sregs.gdt.base = GDT_ADDR;
-    sregs.gdt.limit = 6 * 8 - 1;
-    sregs.idt.base = 0;
-    sregs.idt.limit = 0;
+    flat_segments(sregs, code64());
     sregs.cr3 = PML4_ADDR;
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
@@ -183,7 +172,17 @@ pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
 /// [`write_tables`] loaded (PVH leaves it undefined: the guest loads its
 /// own before reloading a segment).
 pub fn flat32_sregs(sregs: &mut kvm_sregs) {
-    sregs.cs = code32();
+    flat_segments(sregs, code32());
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.cr0 = CR0_PE | CR0_ET;
+    sregs.efer = 0;
+}
+
+/// `code` in CS, [`data`] in every data segment, the TSS, the GDT of
+/// [`write_tables`] and an empty IDT.
+fn flat_segments(sregs: &mut kvm_sregs, code: kvm_segment) {
+    sregs.cs = code;
     let d = data();
     sregs.ds = d;
     sregs.es = d;
@@ -195,10 +194,6 @@ pub fn flat32_sregs(sregs: &mut kvm_sregs) {
     sregs.gdt.limit = 6 * 8 - 1;
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
-    sregs.cr3 = 0;
-    sregs.cr4 = 0;
-    sregs.cr0 = CR0_PE | CR0_ET;
-    sregs.efer = 0;
 }
 
 /// General registers at entry: RIP at the image entry, RDI = vCPU index,

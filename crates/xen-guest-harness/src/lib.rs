@@ -523,9 +523,14 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { what, source }
 }
 
-fn setup_memory(vm: &VmFd, size: usize) -> Result<GuestMemoryMmap, Error> {
-    let mem: GuestMemoryMmap =
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)]).map_err(Error::Mmap)?;
+/// Gives `vm` every region of `mem` as a KVM memory slot (slot i for
+/// region i, in address order).
+///
+/// # Safety
+///
+/// The VM keeps using the host mappings of `mem`: the caller must keep
+/// `mem` (or a clone of it) alive for as long as the VM exists.
+pub unsafe fn map_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for (slot, region) in mem.iter().enumerate() {
         let host = mem
             .get_host_address(region.start_addr())
@@ -537,10 +542,18 @@ fn setup_memory(vm: &VmFd, size: usize) -> Result<GuestMemoryMmap, Error> {
             memory_size: region.len(),
             userspace_addr: host as u64,
         };
-        // SAFETY: the region is mapped for the lifetime of `mem`, which the
-        // caller keeps alive for as long as the VM runs.
+        // SAFETY: the region is mapped while `mem` lives, which the caller
+        // guarantees for the VM's lifetime.
         unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
     }
+    Ok(())
+}
+
+fn setup_memory(vm: &VmFd, size: usize) -> Result<GuestMemoryMmap, Error> {
+    let mem: GuestMemoryMmap =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)]).map_err(Error::Mmap)?;
+    // SAFETY: `run` keeps `mem` until the VM is dropped.
+    unsafe { map_memory(vm, &mem) }?;
     layout::write_tables(&mem).map_err(Error::Memory)?;
     Ok(mem)
 }

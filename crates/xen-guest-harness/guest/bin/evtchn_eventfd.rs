@@ -26,6 +26,7 @@
 use core::ptr::write_volatile;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use xen_guest_rt::xen::bsp::{arg, put, get, evtchn};
 use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println, rdtsc};
 
@@ -39,26 +40,8 @@ const ROUNDS: u32 = 4;
 struct Pages([u8; 8192]);
 static mut FIFO_PAGES: Pages = Pages([0; 8192]);
 
-fn arg() -> u64 {
-    xen::arg(0)
-}
-
-fn put(i: usize, v: u64) {
-    xen::put(0, i, v)
-}
-
-fn get(i: usize) -> u64 {
-    xen::get(0, i)
-}
-
 fn shared(off: u64) -> &'static AtomicU64 {
-    // SAFETY: shared_info is guest RAM placed below; the VMM and KVM change
-    // these words only atomically, as this guest does.
-    unsafe { &*((SHINFO + off) as *const AtomicU64) }
-}
-
-fn evtchn(cmd: u64) -> i64 {
-    hypercall(nr::EVENT_CHANNEL_OP, [cmd, arg(), 0, 0, 0])
+    xen::shared_word(SHINFO, off)
 }
 
 fn send(port: u64) -> i64 {

@@ -26,7 +26,7 @@ use core::hint::spin_loop;
 use core::ptr::read_volatile;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
+use xen_guest_rt::xen::{self, evtchn, evtchnop, get, hypercall, install_hypercall_page, nr, put, upcall, xen_base};
 use xen_guest_rt::{Hex, Start, cpuid, entry, in16, in32, out16, out32, println, rdtsc};
 
 const DOMID_SELF: u64 = 0x7ff0;
@@ -49,18 +49,6 @@ static IPI_PORT: [AtomicU64; MAX_VCPUS as usize] = [const { AtomicU64::new(0) };
 /// Application processors that took vCPU 0's IPI and answered.
 static AP_DONE: AtomicU32 = AtomicU32::new(0);
 static SHINFO: AtomicU64 = AtomicU64::new(0);
-
-fn put(vcpu: u64, i: usize, v: u64) {
-    xen::put(vcpu, i, v)
-}
-
-fn get(vcpu: u64, i: usize) -> u64 {
-    xen::get(vcpu, i)
-}
-
-fn evtchn(vcpu: u64, cmd: u64) -> i64 {
-    hypercall(nr::EVENT_CHANNEL_OP, [cmd, xen::arg(vcpu), 0, 0, 0])
-}
 
 /// Prints a failed step and crashes the domain.
 fn fail(step: &str, rc: i64) -> ! {

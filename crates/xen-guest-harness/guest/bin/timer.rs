@@ -13,24 +13,13 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
+use xen_guest_rt::xen::bsp::{arg, put, get};
 use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Start, entry, println, rdtsc};
 
 const SHINFO: u64 = 0x1f00 << 12;
 const VECTOR: u8 = 0xf3;
 const ROUNDS: u64 = 200;
-
-fn arg() -> u64 {
-    xen::arg(0)
-}
-
-fn put(i: usize, v: u64) {
-    xen::put(0, i, v)
-}
-
-fn get(i: usize) -> u64 {
-    xen::get(0, i)
-}
 
 fn now() -> u64 {
     put(0, 0);

@@ -52,7 +52,7 @@ use core::hint::spin_loop;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use xen_guest_rt::xen::{self, evtchnop, hypercall, install_hypercall_page, nr, xen_base};
+use xen_guest_rt::xen::{self, evtchn, evtchnop, hypercall, install_hypercall_page, nr, xen_base};
 use xen_guest_rt::{Hex, Start, entry, println, rdtsc, set_gate};
 
 const DOMID_SELF: u64 = 0x7ff0;
@@ -285,10 +285,6 @@ extern "C" fn on_line() {
 
 fn arg(vcpu: u64) -> u64 {
     xen::arg(vcpu)
-}
-
-fn evtchn(vcpu: u64, cmd: u64) -> i64 {
-    hypercall(nr::EVENT_CHANNEL_OP, [cmd, arg(vcpu), 0, 0, 0])
 }
 
 fn send(vcpu: u64, port: u64) -> i64 {
