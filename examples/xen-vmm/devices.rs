@@ -4,8 +4,9 @@
 //! The VMM's emulated devices and its port/MMIO dispatch: a 16550 serial
 //! port (vm-superio) at 0x3f8 on IRQ 4, PCI configuration mechanism #1
 //! (0xcf8/0xcfc) with a host bridge at 00:00.0 and the Xen platform
-//! device at 00:02.0, Xen's HVM debug console port 0xe9, and a debug-exit
-//! port 0xf4 (the harness guests' exit port).
+//! device at 00:02.0, the CMOS clock at 0x70/0x71 (`rtc.rs`), Xen's HVM
+//! debug console port 0xe9, and a debug-exit port 0xf4 (the harness
+//! guests' exit port).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use xen_platform_pci::{
 };
 
 use crate::boot::{PLATFORM_BAR0, PLATFORM_BAR1};
+use crate::rtc::{self, Cmos};
 
 /// The first serial port and its IRQ.
 pub(crate) const COM1: u16 = 0x3f8;
@@ -88,6 +90,7 @@ pub(crate) struct Devices {
     out: Output,
     serial: Mutex<Serial<IrqFd, vm_superio::serial::NoEvents, Output>>,
     pci_addr: Mutex<u32>,
+    cmos: Mutex<Cmos>,
     platform: Option<Mutex<PlatformDevice<PlatformLog>>>,
     trace: bool,
 }
@@ -107,6 +110,7 @@ impl Devices {
             serial: Mutex::new(Serial::new(IrqFd(serial_irq), out.clone())),
             out,
             pci_addr: Mutex::new(0),
+            cmos: Mutex::new(Cmos::new()),
             platform,
             trace,
         }
@@ -140,6 +144,13 @@ impl Devices {
                 data[0] = v;
             }
             DEBUG_CONSOLE => data[0] = 0xe9,
+            rtc::INDEX_PORT | rtc::DATA_PORT => {
+                data[0] = self
+                    .cmos
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .read(port);
+            }
             0xcf8 if data.len() == 4 => {
                 let a = *self.pci_addr.lock().unwrap_or_else(|e| e.into_inner());
                 data.copy_from_slice(&a.to_le_bytes());
@@ -165,6 +176,12 @@ impl Devices {
                     .write((port - COM1) as u8, data[0]);
             }
             DEBUG_CONSOLE => self.out.write(data),
+            rtc::INDEX_PORT | rtc::DATA_PORT => {
+                self.cmos
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write(port, data[0]);
+            }
             DEBUG_EXIT if data.len() == 4 => {
                 return Some(Request::Exit(u32::from_le_bytes(
                     data.try_into().expect("4 bytes"),

@@ -11,9 +11,10 @@
 //! ```
 //!
 //! What it wires (see `vm.rs`): guest memory with an e820 map reserving
-//! Xen's special pages; the in-kernel irqchip and PIT; a 16550 serial port
-//! and PCI configuration space with the Xen platform device (`devices.rs`);
-//! CPUID from `xen-cpuid`; the domain, dispatcher, event channels, PV
+//! Xen's special pages; the in-kernel irqchip and PIT; a 16550 serial
+//! port, a CMOS clock (`rtc.rs`) and PCI configuration space with the Xen
+//! platform device (`devices.rs`); an MP table for guests without ACPI
+//! (`mptable.rs`); CPUID from `xen-cpuid`; the domain, dispatcher, event channels, PV
 //! timers and hypercall path from `xen-kvm-accel`'s `XenStack` and
 //! `XenAccel`; one thread per vCPU; a monitor socket (`monitor.rs`). The
 //! guest's `SCHEDOP_shutdown` reason becomes the exit status (`--help`).
@@ -23,6 +24,7 @@ mod devices;
 mod monitor;
 mod mptable;
 mod options;
+mod rtc;
 mod vm;
 
 use std::process::ExitCode;

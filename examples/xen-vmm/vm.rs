@@ -21,10 +21,9 @@ use std::time::Instant;
 
 use kvm_bindings::{
     CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_RESET, kvm_pit_config,
-    kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 use xen_abi::sched::ShutdownReason;
@@ -113,21 +112,9 @@ fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap, String> {
     ranges.sort_by_key(|r| r.0);
     let mem = GuestMemoryMmap::from_ranges(&ranges)
         .map_err(|e| format!("cannot allocate {ram} bytes of guest memory: {e}"))?;
-    for (slot, region) in mem.iter().enumerate() {
-        let host = mem
-            .get_host_address(region.start_addr())
-            .map_err(|e| e.to_string())?;
-        let r = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: host as u64,
-        };
-        // SAFETY: the region is mapped for as long as `mem` lives, which
-        // the VMM keeps until the process exits.
-        unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-    }
+    // SAFETY: the VMM keeps `mem` (and clones of it) until the process
+    // exits, which ends the VM.
+    unsafe { xen_guest_harness::map_memory(vm, &mem) }.map_err(|e| e.to_string())?;
     Ok(mem)
 }
 

@@ -1,0 +1,182 @@
+// Copyright 2026 The xen-on-kvm Authors
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! An MC146818-style CMOS real-time clock at ports 0x70 (index) and 0x71
+//! (data), reading the host's UTC time, BCD, 24-hour.
+//!
+//! Linux reads the time from it at boot, and without one every read of
+//! port 0x71 returns 0xff: the update-in-progress bit looks stuck, and
+//! Linux polls it about 20,000 times (seconds of boot time in the lab)
+//! before it decides the RTC is broken. No alarm or periodic interrupts
+//! are generated; the time registers ignore writes, the other 114 bytes
+//! of CMOS RAM are plain storage.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The index port; bit 7 of a write is the NMI-disable bit.
+pub(crate) const INDEX_PORT: u16 = 0x70;
+/// The data port.
+pub(crate) const DATA_PORT: u16 = 0x71;
+
+const SECONDS: u8 = 0x00;
+const MINUTES: u8 = 0x02;
+const HOURS: u8 = 0x04;
+const WEEKDAY: u8 = 0x06;
+const DAY: u8 = 0x07;
+const MONTH: u8 = 0x08;
+const YEAR: u8 = 0x09;
+const REG_A: u8 = 0x0a;
+const REG_B: u8 = 0x0b;
+const REG_C: u8 = 0x0c;
+const REG_D: u8 = 0x0d;
+const CENTURY: u8 = 0x32;
+/// Register A: 32.768 kHz time base, 1024 Hz rate; UIP (bit 7) clear.
+const REG_A_VALUE: u8 = 0x26;
+/// Register B: 24-hour mode, BCD (DM = 0), no interrupts enabled.
+const REG_B_VALUE: u8 = 0x02;
+/// Register D: valid RAM and time (VRT).
+const REG_D_VALUE: u8 = 0x80;
+
+/// The clock and CMOS RAM.
+pub(crate) struct Cmos {
+    index: u8,
+    ram: [u8; 128],
+    now: fn() -> u64,
+}
+
+fn host_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn bcd(v: u64) -> u8 {
+    (((v / 10 % 10) << 4) | (v % 10)) as u8
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (proleptic
+/// Gregorian; Howard Hinnant's civil-from-days).
+fn civil(days: i64) -> (i64, u64, u64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+impl Cmos {
+    pub(crate) fn new() -> Self {
+        Self::with_clock(host_now)
+    }
+
+    fn with_clock(now: fn() -> u64) -> Self {
+        let mut ram = [0u8; 128];
+        ram[usize::from(REG_A)] = REG_A_VALUE;
+        ram[usize::from(REG_B)] = REG_B_VALUE;
+        ram[usize::from(REG_D)] = REG_D_VALUE;
+        Self { index: 0, ram, now }
+    }
+
+    fn time_register(&self, reg: u8) -> Option<u8> {
+        let t = (self.now)();
+        let days = (t / 86_400) as i64;
+        let (year, month, day) = civil(days);
+        let year = year.max(0) as u64;
+        Some(match reg {
+            SECONDS => bcd(t % 60),
+            MINUTES => bcd(t / 60 % 60),
+            HOURS => bcd(t / 3600 % 24),
+            // 1970-01-01 was a Thursday; the RTC counts Sunday as 1.
+            WEEKDAY => bcd(((days + 4).rem_euclid(7) + 1) as u64),
+            DAY => bcd(day),
+            MONTH => bcd(month),
+            YEAR => bcd(year % 100),
+            CENTURY => bcd(year / 100),
+            _ => return None,
+        })
+    }
+
+    /// A read of `port` (one byte).
+    pub(crate) fn read(&mut self, port: u16) -> u8 {
+        match port {
+            INDEX_PORT => self.index,
+            DATA_PORT => {
+                let reg = self.index;
+                match self.time_register(reg) {
+                    Some(v) => v,
+                    None if reg == REG_C => std::mem::take(&mut self.ram[usize::from(REG_C)]),
+                    None => self.ram[usize::from(reg)],
+                }
+            }
+            _ => 0xff,
+        }
+    }
+
+    /// A write of `value` to `port`.
+    pub(crate) fn write(&mut self, port: u16, value: u8) {
+        match port {
+            INDEX_PORT => self.index = value & 0x7f,
+            DATA_PORT => {
+                let reg = self.index;
+                // The clock, its status registers and the flags stay ours.
+                if self.time_register(reg).is_none() && !matches!(reg, REG_A..=REG_D) {
+                    self.ram[usize::from(reg)] = value;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(c: &mut Cmos, reg: u8) -> u8 {
+        c.write(INDEX_PORT, reg | 0x80);
+        c.read(DATA_PORT)
+    }
+
+    #[test]
+    fn test_time_registers_are_bcd_utc() {
+        // 2026-11-27 09:41:07 UTC, a Friday.
+        let mut c = Cmos::with_clock(|| 1_795_772_467);
+        assert_eq!(read(&mut c, SECONDS), 0x07);
+        assert_eq!(read(&mut c, MINUTES), 0x41);
+        assert_eq!(read(&mut c, HOURS), 0x09);
+        assert_eq!(read(&mut c, DAY), 0x27);
+        assert_eq!(read(&mut c, MONTH), 0x11);
+        assert_eq!(read(&mut c, YEAR), 0x26);
+        assert_eq!(read(&mut c, CENTURY), 0x20);
+        assert_eq!(read(&mut c, WEEKDAY), 0x06);
+        // Leap day and the epoch.
+        assert_eq!(civil(19_782), (2024, 2, 29));
+        assert_eq!(civil(0), (1970, 1, 1));
+    }
+
+    #[test]
+    fn test_status_registers_and_storage() {
+        let mut c = Cmos::with_clock(|| 0);
+        assert_eq!(read(&mut c, REG_A) & 0x80, 0, "never update-in-progress");
+        assert_eq!(read(&mut c, REG_B), REG_B_VALUE);
+        assert_eq!(read(&mut c, REG_D), REG_D_VALUE);
+        // The index keeps 7 bits (bit 7 is NMI disable).
+        c.write(INDEX_PORT, 0xff);
+        assert_eq!(c.read(INDEX_PORT), 0x7f);
+        // Plain CMOS RAM stores; clock and status registers do not.
+        c.write(INDEX_PORT, 0x40);
+        c.write(DATA_PORT, 0x5a);
+        assert_eq!(read(&mut c, 0x40), 0x5a);
+        c.write(INDEX_PORT, REG_B);
+        c.write(DATA_PORT, 0xff);
+        c.write(INDEX_PORT, SECONDS);
+        c.write(DATA_PORT, 0x59);
+        assert_eq!(read(&mut c, REG_B), REG_B_VALUE);
+        assert_eq!(read(&mut c, SECONDS), 0x00);
+        assert_eq!(c.read(0x72), 0xff, "not our port");
+    }
+}
