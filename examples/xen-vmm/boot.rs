@@ -227,9 +227,16 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
                 }
                 mem.write_slice(data, GuestAddress(p.paddr))
                     .map_err(|e| format!("segment {i}: {e}"))?;
-                let zeros = vec![0u8; (p.memsz - p.filesz) as usize];
-                mem.write_slice(&zeros, GuestAddress(p.paddr + p.filesz))
-                    .map_err(|e| format!("segment {i}: {e}"))?;
+                // The rest of the segment (.bss) is zero, in chunks: its
+                // size comes from the file.
+                let zeros = [0u8; 4096];
+                let mut at = p.paddr + p.filesz;
+                while at < p.paddr + p.memsz {
+                    let n = (p.paddr + p.memsz - at).min(zeros.len() as u64);
+                    mem.write_slice(&zeros[..n as usize], GuestAddress(at))
+                        .map_err(|e| format!("segment {i}: {e}"))?;
+                    at += n;
+                }
                 end = end.max(p.paddr + p.memsz);
                 loaded += 1;
             }
