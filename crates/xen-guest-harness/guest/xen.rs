@@ -361,12 +361,6 @@ pub mod upcall {
         (id as usize).min(MAX_VCPUS - 1)
     }
 
-    fn word(off: u64) -> &'static AtomicU64 {
-        // SAFETY: shared_info is guest RAM the guest placed; the VMM changes
-        // these words only atomically, as this guest does.
-        unsafe { &*((SHINFO.load(Ordering::Relaxed) + off) as *const AtomicU64) }
-    }
-
     extern "C" fn handler() {
         let v = this_vcpu();
         LAST_TSC[v].store(crate::rdtsc(), Ordering::SeqCst);
@@ -397,6 +391,15 @@ pub mod upcall {
     /// 2-level: swap the selector (in the vcpu_info at `info`), scan
     /// `pending & ~mask` of each word.
     fn two_level_consume(v: usize, info: u64) {
+        two_level_scan(SHINFO.load(Ordering::Relaxed), info, |port| record(v, port));
+    }
+
+    /// What Linux's `xen_evtchn_do_upcall` does for the 2-level ABI, after
+    /// clearing `evtchn_upcall_pending`: swaps the selector of the
+    /// vcpu_info at `info` to 0 and, for each word it names, clears and
+    /// hands `found` every port of `pending & ~mask` in the shared_info at
+    /// `shinfo`.
+    pub fn two_level_scan(shinfo: u64, info: u64, mut found: impl FnMut(u64)) {
         // SAFETY: the selector word of this vCPU's vcpu_info, guest RAM the
         // VMM changes only atomically.
         let sel = unsafe { &*((info + 8) as *const AtomicU64) }.swap(0, Ordering::SeqCst);
@@ -404,12 +407,13 @@ pub mod upcall {
             if sel & (1 << w) == 0 {
                 continue;
             }
-            let pending = word(2048 + w * 8);
-            let ready = pending.load(Ordering::SeqCst) & !word(2560 + w * 8).load(Ordering::SeqCst);
+            let pending = crate::xen::shared_word(shinfo, 2048 + w * 8);
+            let mask = crate::xen::shared_word(shinfo, 2560 + w * 8);
+            let ready = pending.load(Ordering::SeqCst) & !mask.load(Ordering::SeqCst);
             for b in 0..64u64 {
                 if ready & (1 << b) != 0 {
                     pending.fetch_and(!(1 << b), Ordering::SeqCst);
-                    record(v, w * 64 + b);
+                    found(w * 64 + b);
                 }
             }
         }

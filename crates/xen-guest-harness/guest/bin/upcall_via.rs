@@ -52,7 +52,7 @@ use core::hint::spin_loop;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use xen_guest_rt::xen::{self, evtchn, evtchnop, hypercall, install_hypercall_page, nr, xen_base};
+use xen_guest_rt::xen::{self, evtchn, evtchnop, hypercall, install_hypercall_page, nr, upcall, xen_base};
 use xen_guest_rt::{Hex, Start, entry, println, rdtsc, set_gate};
 
 const DOMID_SELF: u64 = 0x7ff0;
@@ -204,11 +204,6 @@ fn byte(addr: u64) -> &'static AtomicU8 {
     unsafe { &*(addr as *const AtomicU8) }
 }
 
-fn word(off: u64) -> &'static AtomicU64 {
-    // SAFETY: as above, inside shared_info.
-    unsafe { &*((SHINFO + off) as *const AtomicU64) }
-}
-
 /// vCPU `v`'s `evtchn_upcall_pending` (vcpu_info in shared_info).
 fn upcall_pending(v: u64) -> &'static AtomicU8 {
     byte(SHINFO + 64 * v)
@@ -218,22 +213,11 @@ fn upcall_pending(v: u64) -> &'static AtomicU8 {
 /// `evtchn_upcall_pending`, swap the selector to 0, take `pending & ~mask`.
 fn consume(v: u64) {
     upcall_pending(v).store(0, Ordering::SeqCst);
-    let sel = word(64 * v + 8).swap(0, Ordering::SeqCst);
-    for w in 0..64u64 {
-        if sel & (1 << w) == 0 {
-            continue;
+    upcall::two_level_scan(SHINFO, SHINFO + 64 * v, |port| {
+        if port < 64 {
+            SEEN.fetch_or(1 << port, Ordering::SeqCst);
         }
-        let pending = word(2048 + w * 8);
-        let ready = pending.load(Ordering::SeqCst) & !word(2560 + w * 8).load(Ordering::SeqCst);
-        for b in 0..64u64 {
-            if ready & (1 << b) != 0 {
-                pending.fetch_and(!(1 << b), Ordering::SeqCst);
-                if w == 0 {
-                    SEEN.fetch_or(1 << b, Ordering::SeqCst);
-                }
-            }
-        }
-    }
+    });
 }
 
 /// The global callback vector: no EOI, as in Linux.
