@@ -249,6 +249,29 @@ pub fn park() -> ! {
     }
 }
 
+/// Defines a 64-bit interrupt entry `$name` (a global symbol) that saves
+/// the caller-saved registers, calls `extern "C" fn $handler()` and
+/// returns with `iretq` (which the development KVM runs; 32-bit `iret`
+/// does not). Route a vector to it with [`set_gate`].
+#[macro_export]
+macro_rules! irq_entry {
+    ($name:literal, $handler:path) => {
+        ::core::arch::global_asm!(
+            ".section .text",
+            concat!(".global ", $name),
+            concat!($name, ":"),
+            "    push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+            "    push r8", "push r9", "push r10", "push r11",
+            "    cld",
+            "    call {handler}",
+            "    pop r11", "pop r10", "pop r9", "pop r8",
+            "    pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+            "    iretq",
+            handler = sym $handler,
+        );
+    };
+}
+
 /// Declares the guest's main function: `fn(Start) -> u32`; its result is
 /// the run's exit status.
 #[macro_export]

@@ -98,6 +98,13 @@ pub fn shared_word(shinfo: u64, off: u64) -> &'static core::sync::atomic::Atomic
     unsafe { &*((shinfo + off) as *const core::sync::atomic::AtomicU64) }
 }
 
+/// `HVMOP_set_evtchn_upcall_vector {vcpu, vector}`, called from vCPU
+/// `caller` (with its scratch page).
+pub fn set_upcall_vector(caller: u64, vcpu: u64, vector: u8) -> i64 {
+    put(caller, 0, u64::from(vector) << 32 | vcpu);
+    hypercall(nr::HVM_OP, [23, arg(caller), 0, 0, 0])
+}
+
 /// Shortcuts for guests that make their calls from vCPU 0 only.
 pub mod bsp {
     /// vCPU 0's scratch argument page.
@@ -306,7 +313,7 @@ pub fn hypercall32(nr: u32, a: [u32; 5]) -> i64 {
 /// vector. Each vCPU's vcpu_info is its slot in shared_info (vCPU < 32);
 /// the handler finds its vCPU from the local APIC id.
 pub mod upcall {
-    use core::arch::{asm, global_asm};
+    use core::arch::asm;
     use core::ptr::{read_volatile, write_volatile};
     use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -336,19 +343,7 @@ pub mod upcall {
     const LINKED: u32 = 1 << 29;
     const LINK_MASK: u32 = (1 << 17) - 1;
 
-    global_asm!(
-        ".section .text",
-        ".global xen_upcall_entry",
-        "xen_upcall_entry:",
-        "    push rax", "push rcx", "push rdx", "push rsi", "push rdi",
-        "    push r8", "push r9", "push r10", "push r11",
-        "    cld",
-        "    call {handler}",
-        "    pop r11", "pop r10", "pop r9", "pop r8",
-        "    pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-        "    iretq",
-        handler = sym handler,
-    );
+    crate::irq_entry!("xen_upcall_entry", handler);
 
     unsafe extern "C" {
         fn xen_upcall_entry();
@@ -452,6 +447,26 @@ pub mod upcall {
                 steps += 1;
             }
         }
+    }
+
+    /// Switches vCPU 0 to the FIFO ABI as Linux does: every word of the
+    /// event-array page at `array` MASKED, `EVTCHNOP_init_control` with the
+    /// control block at `control` (page-aligned), `EVTCHNOP_expand_array`
+    /// with the array page, then the handler follows ([`use_fifo`]).
+    /// Returns the two hypercalls' results.
+    pub fn fifo_init(control: u64, array: u64) -> (i64, i64) {
+        for w in 0..1024u64 {
+            // SAFETY: the caller's event-array page.
+            unsafe { write_volatile((array + 4 * w) as *mut u32, MASKED) };
+        }
+        crate::xen::put(0, 0, control >> 12);
+        crate::xen::put(0, 1, 0);
+        crate::xen::put(0, 2, 0);
+        let init = crate::xen::evtchn(0, crate::xen::evtchnop::INIT_CONTROL);
+        crate::xen::put(0, 0, array >> 12);
+        let expand = crate::xen::evtchn(0, crate::xen::evtchnop::EXPAND_ARRAY);
+        use_fifo(control, array);
+        (init, expand)
     }
 
     /// Switches this vCPU's handler to the FIFO ABI: `control` is its

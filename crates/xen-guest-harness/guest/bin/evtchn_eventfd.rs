@@ -72,8 +72,7 @@ fn main(start: Start) -> u32 {
     let mode = start.arg & 0xf;
     let r = if mode == 1 {
         // HVMOP_set_evtchn_upcall_vector {vcpu 0, vector}.
-        put(0, u64::from(VECTOR) << 32);
-        hypercall(nr::HVM_OP, [23, arg(), 0, 0, 0])
+        xen::set_upcall_vector(0, 0, VECTOR)
     } else {
         // HVMOP_set_param(CALLBACK_IRQ, type 2 vector).
         put(0, DOMID_SELF);
@@ -135,17 +134,9 @@ fn main(start: Start) -> u32 {
     // unmasks it itself.
     let ctrl = (&raw const FIFO_PAGES) as u64;
     let array = ctrl + 4096;
-    for w in 0..1024u64 {
-        // SAFETY: inside FIFO_PAGES.
-        unsafe { write_volatile((array + 4 * w) as *mut u32, 1 << 30) };
-    }
-    put(0, ctrl >> 12);
-    put(1, 0);
-    put(2, 0);
-    println!("v init_control ", evtchn(evtchnop::INIT_CONTROL));
-    put(0, array >> 12);
-    println!("v expand_array ", evtchn(evtchnop::EXPAND_ARRAY));
-    upcall::use_fifo(ctrl, array);
+    let (init, expand) = upcall::fifo_init(ctrl, array);
+    println!("v init_control ", init);
+    println!("v expand_array ", expand);
     // SAFETY: the port's event word, inside the array page (port < 1024).
     unsafe { write_volatile((array + 4 * port) as *mut u32, 0) };
     send(port);

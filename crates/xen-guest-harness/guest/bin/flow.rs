@@ -196,10 +196,9 @@ fn setup_vcpu(vcpu: u64) {
     );
     upcall::install(VECTOR, SHINFO.load(Ordering::SeqCst));
     upcall::set_vcpu_info(info);
-    put(vcpu, 0, u64::from(VECTOR) << 32 | vcpu);
     check(
         "HVMOP_set_evtchn_upcall_vector",
-        hypercall(nr::HVM_OP, [23, xen::arg(vcpu), 0, 0, 0]),
+        xen::set_upcall_vector(vcpu, vcpu, VECTOR),
     );
 }
 

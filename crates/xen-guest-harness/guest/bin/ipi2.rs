@@ -74,8 +74,7 @@ fn main(start: Start) -> u32 {
     println!("v add_shinfo ", xen::place_shared_info(0, SHINFO >> 12));
     upcall::install(VECTOR, SHINFO);
     for v in 0..2u64 {
-        put(0, 0, u64::from(VECTOR) << 32 | v);
-        println!("v upcall_vector", v, " ", hypercall(nr::HVM_OP, [23, arg(0), 0, 0, 0]));
+        println!("v upcall_vector", v, " ", xen::set_upcall_vector(0, v, VECTOR));
         put(0, 0, v);
         println!("v bind_ipi", v, " ", hypercall(nr::EVENT_CHANNEL_OP, [evtchnop::BIND_IPI, arg(0), 0, 0, 0]));
         let port = get(0, 0) >> 32;

@@ -38,8 +38,7 @@ fn main(_start: Start) -> u32 {
     install_hypercall_page(base);
     println!("v add_shinfo ", xen::place_shared_info(0, SHINFO >> 12));
     upcall::install(VECTOR, SHINFO);
-    put(0, u64::from(VECTOR) << 32);
-    println!("v upcall_vector ", hypercall(nr::HVM_OP, [23, arg(), 0, 0, 0]));
+    println!("v upcall_vector ", xen::set_upcall_vector(0, 0, VECTOR));
 
     // EVTCHNOP_bind_virq {virq 0 (timer), vcpu 0}.
     put(0, 0);

@@ -33,8 +33,7 @@ fn main(_start: Start) -> u32 {
 
     upcall::install(VECTOR, SHINFO);
     // HVMOP_set_evtchn_upcall_vector {vcpu 0, vector}.
-    put(0, u64::from(VECTOR) << 32);
-    println!("v upcall_vector ", hypercall(nr::HVM_OP, [23, arg(), 0, 0, 0]));
+    println!("v upcall_vector ", xen::set_upcall_vector(0, 0, VECTOR));
     // Linux then sets CALLBACK_IRQ to GSI 1 only to look "enlightened";
     // the VMM must not drive that line.
     put(0, DOMID_SELF);
@@ -70,17 +69,9 @@ fn main(_start: Start) -> u32 {
     // the guest unmasks itself (it is not pending), then a send.
     let ctrl = (&raw const FIFO_PAGES) as u64;
     let array = ctrl + 4096;
-    for w in 0..1024u64 {
-        // SAFETY: inside FIFO_PAGES.
-        unsafe { core::ptr::write_volatile((array + 4 * w) as *mut u32, 1 << 30) };
-    }
-    put(0, ctrl >> 12);
-    put(1, 0);
-    put(2, 0);
-    println!("v init_control ", evtchn(evtchnop::INIT_CONTROL));
-    put(0, array >> 12);
-    println!("v expand_array ", evtchn(evtchnop::EXPAND_ARRAY));
-    upcall::use_fifo(ctrl, array);
+    let (init, expand) = upcall::fifo_init(ctrl, array);
+    println!("v init_control ", init);
+    println!("v expand_array ", expand);
     put(0, 0);
     evtchn(evtchnop::BIND_IPI);
     let fport = get(0) >> 32;

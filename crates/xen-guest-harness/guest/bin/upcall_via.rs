@@ -47,7 +47,7 @@
 #![no_std]
 #![no_main]
 
-use core::arch::{asm, global_asm};
+use core::arch::asm;
 use core::hint::spin_loop;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -107,30 +107,10 @@ static STAGE: AtomicU32 = AtomicU32::new(0);
 static PORT0: AtomicU64 = AtomicU64::new(0);
 static AP_SEND: AtomicU64 = AtomicU64::new(u64::MAX);
 
-// Interrupt entries: save the caller-saved registers, call the handler,
-// return with `iretq` (64-bit `iretq` works on the development KVM).
-macro_rules! irq_entry {
-    ($name:literal, $handler:path) => {
-        global_asm!(
-            ".section .text",
-            concat!(".global ", $name),
-            concat!($name, ":"),
-            "    push rax", "push rcx", "push rdx", "push rsi", "push rdi",
-            "    push r8", "push r9", "push r10", "push r11",
-            "    cld",
-            "    call {handler}",
-            "    pop r11", "pop r10", "pop r9", "pop r8",
-            "    pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-            "    iretq",
-            handler = sym $handler,
-        );
-    };
-}
-
-irq_entry!("via_vector_entry", on_vector);
-irq_entry!("via_low_entry", on_low);
-irq_entry!("via_line_entry", on_line);
-irq_entry!("via_control_entry", on_control);
+xen_guest_rt::irq_entry!("via_vector_entry", on_vector);
+xen_guest_rt::irq_entry!("via_low_entry", on_low);
+xen_guest_rt::irq_entry!("via_line_entry", on_line);
+xen_guest_rt::irq_entry!("via_control_entry", on_control);
 
 unsafe extern "C" {
     fn via_vector_entry();
