@@ -359,7 +359,7 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> DeliveryListener for
 #[cfg(test)]
 mod tests {
     #![allow(clippy::undocumented_unsafe_blocks)]
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
     use xen_abi::hvm::HvmParam;
@@ -368,6 +368,7 @@ mod tests {
     use xen_hypercall::{Abi, Domain, DomainConfig, Env, Hypercall};
 
     use super::*;
+    use crate::evloop::wait_for;
     use crate::ioctls::mock::Mock;
     use crate::kernel::FastPaths;
     use crate::routing::default_irqchip_routes;
@@ -472,17 +473,6 @@ mod tests {
                 .cloned()
                 .unwrap_or_default()
         }
-    }
-
-    fn wait_for(cond: impl Fn() -> bool) -> bool {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if cond() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        false
     }
 
     /// A back end connected to a guest port the guest allocated.

@@ -263,23 +263,26 @@ impl EventSubscriber for Subscriber {
     }
 }
 
+/// Polls `cond` every millisecond for up to 5 s (tests of the threads
+/// this crate starts).
+#[cfg(test)]
+pub(crate) fn wait_for(cond: impl Fn() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(5) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
-
-    fn wait_for(cond: impl Fn() -> bool) -> bool {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if cond() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        false
-    }
 
     #[test]
     fn test_event_loop_watch_calls_back_with_count() {
