@@ -9,7 +9,10 @@
 //! `#[repr(C)]` layouts of every structure a guest passes to a hypercall or
 //! shares with the hypervisor. It follows interface version
 //! [`XEN_INTERFACE_VERSION`] (0x00041300, Xen 4.23-unstable) as documented in
-//! the project's `xen-abi.md` reference; it does no I/O and holds no state.
+//! the project's `xen-abi.md` reference; it does no I/O. Its one piece
+//! of state is the rate limiter of guest-misbehaviour warnings that every
+//! xen-on-kvm crate shares ([`ratelimit`]); the x86 paging constants they
+//! share live in [`x86`].
 //!
 //! One module exists per public header mirrored. Each module's tests check the
 //! size of every structure and the offset of every field against the tables of
@@ -73,9 +76,11 @@ pub mod hvm;
 pub mod io;
 pub mod memory;
 pub mod physdev;
+pub mod ratelimit;
 pub mod sched;
 pub mod vcpu;
 pub mod version;
+pub mod x86;
 pub mod xen;
 
 /// The Xen public interface version whose layouts and numbers this crate

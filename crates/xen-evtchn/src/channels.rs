@@ -20,6 +20,7 @@ use xen_abi::event_channel::{
     EVTCHN_FIFO_NR_CHANNELS, EVTCHN_FIFO_PRIORITY_DEFAULT, EVTCHN_FIFO_PRIORITY_MIN, EvtchnStat,
     EvtchnStatusDetail,
 };
+use xen_abi::x86::PAGE_SIZE;
 use xen_abi::xen::{DOMID_SELF, DomId, NR_VIRQS, Virq, VirqKind};
 
 use crate::backend::BackendNotify;
@@ -27,8 +28,6 @@ use crate::fifo::{Fifo, PortRef};
 use crate::state::{BackendState, Binding, FifoState, PortState, State};
 use crate::{Config, DOMID_BACKEND, Error, GuestLayout, Upcall, twolevel};
 
-/// Size of a guest page.
-const PAGE_SIZE: u64 = 4096;
 /// Size of the FIFO control block.
 const CONTROL_BLOCK_SIZE: u32 = 72;
 /// Highest back-end port number (the back ends' "dom0" uses a 2-level-sized table).

@@ -39,21 +39,10 @@ pub const SEL_CODE32: u16 = 0x18;
 /// TSS selector.
 pub const SEL_TSS: u16 = 0x20;
 
-const CR0_PE: u64 = 1 << 0;
-const CR0_MP: u64 = 1 << 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_NE: u64 = 1 << 5;
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_OSXMMEXCPT: u64 = 1 << 10;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-
-const PTE_PRESENT: u64 = 1 << 0;
-const PTE_WRITE: u64 = 1 << 1;
-const PTE_LARGE: u64 = 1 << 7;
+use xen_abi::x86::{
+    CR0_ET, CR0_MP, CR0_NE, CR0_PE, CR0_PG, CR0_WP, CR4_OSFXSR, CR4_OSXMMEXCPT, CR4_PAE, EFER_LMA,
+    EFER_LME, PTE_P, PTE_PS, PTE_RW,
+};
 
 /// A segment descriptor for the GDT and the matching `kvm_segment`.
 fn descriptor(s: &kvm_segment) -> u64 {
@@ -137,20 +126,14 @@ pub fn write_tables<M: GuestMemoryBackend>(mem: &M) -> Result<(), vm_memory::Gue
     mem.write_slice(&[0u8; 0x68], GuestAddress(TSS_ADDR))?;
     mem.write_obj(0x68u16, GuestAddress(TSS_ADDR + 0x66))?;
 
-    mem.write_obj(PDPT_ADDR | PTE_PRESENT | PTE_WRITE, GuestAddress(PML4_ADDR))?;
+    mem.write_obj(PDPT_ADDR | PTE_P | PTE_RW, GuestAddress(PML4_ADDR))?;
     let dirs = IDENTITY_MAP_SIZE >> 30;
     for d in 0..dirs {
         let pd = PD_ADDR + d * 0x1000;
-        mem.write_obj(
-            pd | PTE_PRESENT | PTE_WRITE,
-            GuestAddress(PDPT_ADDR + d * 8),
-        )?;
+        mem.write_obj(pd | PTE_P | PTE_RW, GuestAddress(PDPT_ADDR + d * 8))?;
         for e in 0..512u64 {
             let page = (d << 30) | (e << 21);
-            mem.write_obj(
-                page | PTE_PRESENT | PTE_WRITE | PTE_LARGE,
-                GuestAddress(pd + e * 8),
-            )?;
+            mem.write_obj(page | PTE_P | PTE_RW | PTE_PS, GuestAddress(pd + e * 8))?;
         }
     }
     Ok(())

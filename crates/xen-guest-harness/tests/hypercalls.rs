@@ -144,7 +144,7 @@ fn test_guest_hypercalls_every_family_both_abis() {
     assert_eq!(features, r.domain.config().features.bits());
 
     // Effects on the VMM side.
-    let st = r.domain.snapshot();
+    let st = r.domain.state();
     assert_eq!(st.shared_info_gfn, Some(0x1f00));
     assert!(st.vcpus[0].vcpu_info_gpa.is_some());
     assert_eq!(st.params[0], (2 << 56) | 0xf3);

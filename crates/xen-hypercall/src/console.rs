@@ -42,7 +42,7 @@ use xen_abi::xen::ConsoleIoCmd;
 use crate::call::{HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
 use crate::guest::Access;
-use crate::warn_limited;
+use xen_abi::warn_limited;
 
 /// Most bytes one `CONSOLEIO_write` hands to the console; the rest of a
 /// longer buffer is dropped.

@@ -18,7 +18,7 @@ use xen_abi::xen::{HypercallNr, MulticallEntry, MulticallEntryCompat};
 use crate::call::{Abi, HcResult, Hypercall, result_value};
 use crate::domain::Domain;
 use crate::guest::{Fault, GuestVirt};
-use crate::warn_limited;
+use xen_abi::warn_limited;
 
 /// Hypercall numbers a dispatcher can route (Xen's table has 64 slots).
 pub const NR_HYPERCALLS: usize = 64;

@@ -15,12 +15,11 @@ use std::sync::{Mutex, MutexGuard};
 use xen_abi::features::XenFeatures;
 use xen_abi::hvm::HVM_NR_PARAMS;
 use xen_abi::memory::{E820Entry, E820Type};
+use xen_abi::x86::PAGE_SIZE;
 use xen_abi::xen::{DomId, XEN_LEGACY_MAX_VCPUS};
 
 use crate::env::Env;
 
-/// Guest-physical page size.
-pub const PAGE_SIZE: u64 = 4096;
 /// Bytes of one `vcpu_info` inside shared_info.
 pub const VCPU_INFO_SIZE: u64 = 64;
 
@@ -76,6 +75,22 @@ impl DomainConfig {
             commandline: String::new(),
         }
     }
+}
+
+/// Why a [`DomainState`] cannot be restored into a [`Domain`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The state describes another number of vCPUs.
+    #[error("The state has {state} vCPUs, the domain {config}.")]
+    VcpuCount {
+        /// vCPUs in the state.
+        state: usize,
+        /// vCPUs in the configuration.
+        config: u32,
+    },
+    /// The HVM parameter table has the wrong length.
+    #[error("The state has {0} HVM parameters.")]
+    Params(usize),
 }
 
 /// A guest area registered by address (runstate, secondary time info).
@@ -166,27 +181,33 @@ impl Domain {
         &self.config
     }
 
-    /// Locks the shared state. A poisoned lock (a panic elsewhere) is
-    /// recovered: the state is plain data and stays consistent per field.
-    pub fn state(&self) -> MutexGuard<'_, DomainState> {
+    /// Locks the shared state for the hypercall families. A poisoned lock
+    /// (a panic elsewhere) is recovered: the state is plain data and stays
+    /// consistent per field. Never hold it across a guest-memory access that
+    /// can fault back into the VMM or across `KVM_RUN`.
+    pub fn lock(&self) -> MutexGuard<'_, DomainState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A copy of the shared state (for snapshots).
-    pub fn snapshot(&self) -> DomainState {
-        self.state().clone()
+    pub fn state(&self) -> DomainState {
+        self.lock().clone()
     }
 
     /// Replaces the shared state (restore from a snapshot). The vCPU count
-    /// must match the configuration.
-    pub fn restore(&self, state: DomainState) -> bool {
-        if state.vcpus.len() != self.config.vcpus as usize
-            || state.params.len() != HVM_NR_PARAMS as usize
-        {
-            return false;
+    /// and the parameter table must match the configuration.
+    pub fn restore(&self, state: DomainState) -> Result<(), StateError> {
+        if state.vcpus.len() != self.config.vcpus as usize {
+            return Err(StateError::VcpuCount {
+                state: state.vcpus.len(),
+                config: self.config.vcpus,
+            });
         }
-        *self.state() = state;
-        true
+        if state.params.len() != HVM_NR_PARAMS as usize {
+            return Err(StateError::Params(state.params.len()));
+        }
+        *self.lock() = state;
+        Ok(())
     }
 
     /// Whether `vcpu` names one of this domain's vCPUs.
@@ -197,12 +218,12 @@ impl Domain {
     /// Latches the shared_info layout from the caller's mode (hypercall
     /// page write, `HVM_PARAM_CALLBACK_IRQ`).
     pub fn latch_mode(&self, long_mode: bool) {
-        self.state().long_mode = long_mode;
+        self.lock().long_mode = long_mode;
     }
 
     /// GPA of shared_info, if placed.
     pub fn shared_info_gpa(&self) -> Option<u64> {
-        self.state()
+        self.lock()
             .shared_info_gfn
             .and_then(|g| g.checked_mul(PAGE_SIZE))
     }
@@ -210,7 +231,7 @@ impl Domain {
     /// GPA of `vcpu`'s vcpu_info: the registered one, else its slot in
     /// shared_info for vCPUs below 32, else none.
     pub fn vcpu_info_gpa(&self, vcpu: u32) -> Option<u64> {
-        let st = self.state();
+        let st = self.lock();
         let v = st.vcpus.get(vcpu as usize)?;
         v.vcpu_info_gpa.or_else(|| {
             (vcpu < XEN_LEGACY_MAX_VCPUS as u32)
@@ -248,12 +269,12 @@ mod tests {
     fn test_vcpu_info_gpa_defaults_to_shared_info_slot() {
         let d = domain(40);
         assert_eq!(d.vcpu_info_gpa(0), None);
-        d.state().shared_info_gfn = Some(0x10);
+        d.lock().shared_info_gfn = Some(0x10);
         assert_eq!(d.vcpu_info_gpa(0), Some(0x10000));
         assert_eq!(d.vcpu_info_gpa(31), Some(0x10000 + 31 * 64));
         assert_eq!(d.vcpu_info_gpa(32), None);
         assert_eq!(d.vcpu_info_gpa(40), None);
-        d.state().vcpus[32].vcpu_info_gpa = Some(0x5040);
+        d.lock().vcpus[32].vcpu_info_gpa = Some(0x5040);
         assert_eq!(d.vcpu_info_gpa(32), Some(0x5040));
     }
 
@@ -261,17 +282,23 @@ mod tests {
     fn test_restore_rejects_mismatched_vcpu_count() {
         let a = domain(2);
         let b = domain(3);
-        a.state().shutdown_code = Some(7);
-        assert!(!b.restore(a.snapshot()));
+        a.lock().shutdown_code = Some(7);
+        assert_eq!(
+            b.restore(a.state()),
+            Err(StateError::VcpuCount {
+                state: 2,
+                config: 3
+            })
+        );
         let c = domain(2);
-        assert!(c.restore(a.snapshot()));
-        assert_eq!(c.snapshot(), a.snapshot());
+        assert_eq!(c.restore(a.state()), Ok(()));
+        assert_eq!(c.state(), a.state());
     }
 
     #[test]
     fn test_new_domain_has_every_vcpu_up_and_64_bit_layout() {
         let d = domain(4);
-        let s = d.snapshot();
+        let s = d.state();
         assert!(s.long_mode);
         assert!(s.vcpus.iter().all(|v| v.up));
         assert!(d.has_vcpu(3) && !d.has_vcpu(4));

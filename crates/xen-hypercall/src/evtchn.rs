@@ -22,7 +22,7 @@ use xen_evtchn::{EventChannels, GuestLayout};
 use crate::call::{HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
 use crate::domain::Domain;
-use crate::warn_limited;
+use xen_abi::warn_limited;
 
 impl GuestLayout for Domain {
     fn shared_info_gpa(&self) -> Option<u64> {
@@ -30,7 +30,7 @@ impl GuestLayout for Domain {
     }
 
     fn long_mode(&self) -> bool {
-        self.state().long_mode
+        self.lock().long_mode
     }
 
     fn vcpu_info_gpa(&self, vcpu: u32) -> Option<u64> {
@@ -164,7 +164,7 @@ mod tests {
 
     fn vm() -> (TestVm, Arc<EventChannels>) {
         let mut vm = TestVm::new(2);
-        vm.domain.state().shared_info_gfn = Some(SHINFO);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO);
         let ch = Arc::new(
             EventChannels::new(Config::new(1), vm.domain.clone(), vm.rec.clone()).unwrap(),
         );

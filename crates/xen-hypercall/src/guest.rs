@@ -33,30 +33,10 @@ use std::ops::Range;
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 
-/// CR0.PE: protection enable.
-const CR0_PE: u64 = 1 << 0;
-/// CR0.WP: write protect (supervisor writes honour read-only mappings).
-const CR0_WP: u64 = 1 << 16;
-/// CR0.PG: paging enable.
-const CR0_PG: u64 = 1 << 31;
-/// CR4.PSE: 4 MiB pages in 32-bit paging.
-const CR4_PSE: u64 = 1 << 4;
-/// CR4.PAE: physical address extension.
-const CR4_PAE: u64 = 1 << 5;
-/// CR4.LA57: 5-level paging.
-const CR4_LA57: u64 = 1 << 12;
-/// EFER.LMA: long mode active.
-const EFER_LMA: u64 = 1 << 10;
+use xen_abi::x86::{
+    CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, PAGE_SIZE, PTE_P, PTE_PS, PTE_RW,
+};
 
-/// Paging-structure entry: present.
-const PTE_P: u64 = 1 << 0;
-/// Paging-structure entry: writable.
-const PTE_RW: u64 = 1 << 1;
-/// Paging-structure entry: page size (maps a large page).
-const PTE_PS: u64 = 1 << 7;
-
-/// Size of a 4 KiB page.
-const PAGE_SIZE: u64 = 0x1000;
 /// Mask of the offset within a 4 KiB page.
 const PAGE_OFFSET_MASK: u64 = PAGE_SIZE - 1;
 /// Physical-address bits 51:12 of a 64-bit entry (MAXPHYADDR assumed 52).
@@ -447,11 +427,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use vm_memory::GuestMemoryMmap;
+    use xen_abi::x86::EFER_LME;
 
     type Mem = GuestMemoryMmap<()>;
 
     const MEM_SIZE: u64 = 16 << 20;
-    const EFER_LME: u64 = 1 << 8;
     /// Flags of intermediate and leaf entries built by default.
     const PRW: u64 = PTE_P | PTE_RW;
 

@@ -54,9 +54,10 @@ use xen_abi::xen::{DOMID_SELF, DomId};
 
 use crate::call::{HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
-use crate::domain::{Domain, DomainState, PAGE_SIZE};
+use crate::domain::{Domain, DomainState};
 use crate::env::Nop;
-use crate::warn_limited;
+use xen_abi::warn_limited;
+use xen_abi::x86::PAGE_SIZE;
 
 /// `sizeof(struct tss32)`: the smallest `HVM_PARAM_VM86_TSS_SIZED` size.
 pub const TSS32_SIZE: u64 = 104;
@@ -113,7 +114,7 @@ impl Default for HvmOp {
 /// that vector wins for it, and the GSI Linux then writes here (GSI 1) is a
 /// placeholder that must not be driven (`xen-abi.md` §4.1).
 pub fn callback_via(domain: &Domain) -> CallbackVia {
-    CallbackVia::from_param(domain.state().params[HvmParam::CallbackIrq.raw() as usize])
+    CallbackVia::from_param(domain.lock().params[HvmParam::CallbackIrq.raw() as usize])
 }
 
 /// What `HVMOP_get_mem_type` reports for `pfn`: `HVMMEM_ram_rw` for a page
@@ -131,7 +132,7 @@ pub fn mem_type(domain: &Domain, pfn: u64) -> HvmMemType {
         e.kind() == Ok(E820Type::Ram) && gpa >= addr && gpa - addr < size
     });
     let special = || {
-        let st = domain.state();
+        let st = domain.lock();
         st.shared_info_gfn == Some(pfn)
             || [HvmParam::StorePfn, HvmParam::ConsolePfn].iter().any(|p| {
                 let v = st.params[p.raw() as usize];
@@ -187,14 +188,14 @@ impl HvmOp {
         if index >= HVM_NR_PARAMS {
             return Err(XenErrno::EINVAL);
         }
-        domain.state().params[index as usize] = value;
+        domain.lock().params[index as usize] = value;
         Ok(())
     }
 
     /// Reads HVM parameter `index` as stored (no access rules); `None` for
     /// an index ≥ 39.
     pub fn get_param_host(domain: &Domain, index: u32) -> Option<u64> {
-        domain.state().params.get(index as usize).copied()
+        domain.lock().params.get(index as usize).copied()
     }
 
     /// Xen's `hvm_set_param` for a parameter the guest may write.
@@ -211,7 +212,7 @@ impl HvmOp {
         let idx = |p: HvmParam| p.raw() as usize;
         match param {
             HvmParam::CallbackIrq => {
-                ctx.domain.state().params[idx(param)] = value;
+                ctx.domain.lock().params[idx(param)] = value;
                 ctx.domain.latch_mode(ctx.abi.is_64());
                 self.events.callback_changed(CallbackVia::from_param(value));
                 return Ok(());
@@ -225,7 +226,7 @@ impl HvmOp {
                 } else {
                     value | VM86_TSS_LEGACY_SIZE << 32
                 };
-                ctx.domain.state().params[idx(HvmParam::Vm86TssSized)] = sized;
+                ctx.domain.lock().params[idx(HvmParam::Vm86TssSized)] = sized;
                 return Ok(());
             }
             HvmParam::Vm86TssSized => {
@@ -238,12 +239,12 @@ impl HvmOp {
                 } else {
                     value
                 };
-                ctx.domain.state().params[idx(param)] = value;
+                ctx.domain.lock().params[idx(param)] = value;
                 return Ok(());
             }
             HvmParam::AcpiIoportsLocation => {
                 // Xen's pmtimer_change_ioport: only 0 <-> 1 moves.
-                let mut st = ctx.domain.state();
+                let mut st = ctx.domain.lock();
                 let old = st.params[idx(param)];
                 if value != old && value ^ old != 1 {
                     drop(st);
@@ -257,7 +258,7 @@ impl HvmOp {
             }
             _ => {}
         }
-        ctx.domain.state().params[idx(param)] = value;
+        ctx.domain.lock().params[idx(param)] = value;
         Ok(())
     }
 
@@ -279,7 +280,7 @@ impl HvmOp {
         if set {
             self.set_param(ctx, param, p.value)?;
         } else {
-            p.value = get_param(&ctx.domain.state(), param);
+            p.value = get_param(&ctx.domain.lock(), param);
             ctx.write(arg, &p)?;
         }
         Ok(0)
@@ -292,7 +293,7 @@ impl HvmOp {
             return Err(XenErrno::EINVAL);
         }
         {
-            let mut st = ctx.domain.state();
+            let mut st = ctx.domain.lock();
             let Some(v) = st.vcpus.get_mut(req.vcpu as usize) else {
                 drop(st);
                 warn_limited!(
@@ -528,7 +529,7 @@ mod tests {
             ] {
                 assert_eq!(set(&vm, abi, DOMID_SELF, index, value), Ok(0));
                 assert_eq!(get(&vm, abi, DOMID_SELF, index), Ok(value), "index {index}");
-                assert_eq!(vm.domain.state().params[index as usize], value);
+                assert_eq!(vm.domain.lock().params[index as usize], value);
             }
         }
     }
@@ -641,15 +642,15 @@ mod tests {
     #[test]
     fn test_hvm_param_callback_irq_set_latches_caller_mode() {
         let (vm, _) = vm();
-        assert!(vm.domain.state().long_mode);
+        assert!(vm.domain.lock().long_mode);
         assert_eq!(set(&vm, Abi::X86_32, DOMID_SELF, 0, 2 << 56 | 0xf3), Ok(0));
-        assert!(!vm.domain.state().long_mode);
+        assert!(!vm.domain.lock().long_mode);
         assert_eq!(set(&vm, Abi::X86_64, DOMID_SELF, 0, 1), Ok(0));
-        assert!(vm.domain.state().long_mode);
+        assert!(vm.domain.lock().long_mode);
         // Neither a get nor a failed set latches.
         assert_eq!(get(&vm, Abi::X86_32, DOMID_SELF, 0), Ok(1));
         assert_eq!(set(&vm, Abi::X86_32, 9, 0, 1), Err(XenErrno::ESRCH));
-        assert!(vm.domain.state().long_mode);
+        assert!(vm.domain.lock().long_mode);
     }
 
     #[test]
@@ -742,7 +743,7 @@ mod tests {
             );
             assert_eq!(hvm(&vm, abi, HvmOpCmd::SetEvtchnUpcallVector, BUF), Ok(0));
             assert_eq!(
-                vm.domain.state().vcpus[vcpu as usize].upcall_vector,
+                vm.domain.lock().vcpus[vcpu as usize].upcall_vector,
                 Some(0xf3)
             );
             assert_eq!(rec.take(), vec![Ev::Vector(vcpu, 0xf3)]);
@@ -759,7 +760,7 @@ mod tests {
             hvm(&vm, Abi::X86_64, HvmOpCmd::SetEvtchnUpcallVector, BUF),
             Ok(0)
         );
-        assert_eq!(vm.domain.state().vcpus[0].upcall_vector, Some(0x10));
+        assert_eq!(vm.domain.lock().vcpus[0].upcall_vector, Some(0x10));
     }
 
     #[test]
@@ -788,7 +789,7 @@ mod tests {
         );
         let r = hvm(&vm, Abi::X86_64, HvmOpCmd::SetEvtchnUpcallVector, BUF);
         assert_eq!(r, Err(XenErrno::EINVAL));
-        assert_eq!(vm.domain.state().vcpus[0].upcall_vector, None);
+        assert_eq!(vm.domain.lock().vcpus[0].upcall_vector, None);
         assert_eq!(rec.take(), vec![]);
     }
 
@@ -946,7 +947,7 @@ mod tests {
         assert_eq!(mem_type_call(&vm, Abi::X86_64, DOMID_SELF, 0xfeffc), Ok(2));
         HvmOp::set_param_host(&vm.domain, HvmParam::StorePfn.raw(), 0xfeffc).unwrap();
         HvmOp::set_param_host(&vm.domain, HvmParam::ConsolePfn.raw(), 0xfefff).unwrap();
-        vm.domain.state().shared_info_gfn = Some(0xf0000);
+        vm.domain.lock().shared_info_gfn = Some(0xf0000);
         for pfn in [0xfeffc, 0xfefff, 0xf0000] {
             assert_eq!(
                 mem_type_call(&vm, Abi::X86_64, DOMID_SELF, pfn),
@@ -1019,7 +1020,7 @@ mod tests {
             let abi = if is_64 { Abi::X86_64 } else { Abi::X86_32 };
             let args = [op, arg].map(|a| abi.word(a));
             let _ = vm.call(0, abi, HypercallNr::HvmOp, &args);
-            prop_assert_eq!(vm.domain.state().params.len(), HVM_NR_PARAMS as usize);
+            prop_assert_eq!(vm.domain.lock().params.len(), HVM_NR_PARAMS as usize);
         }
     }
 }

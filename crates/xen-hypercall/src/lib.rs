@@ -52,7 +52,6 @@ pub mod memory;
 pub mod misc;
 pub mod page;
 pub mod physdev;
-pub mod ratelimit;
 pub mod sched;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
@@ -68,7 +67,7 @@ use xen_abi::xen::HypercallNr;
 pub use call::{Abi, GpRegs, HcResult, Hypercall, result_value, set_result};
 pub use console::ConsoleIo;
 pub use dispatch::{Ctx, Dispatcher, Family};
-pub use domain::{Domain, DomainConfig, DomainState};
+pub use domain::{Domain, DomainConfig, DomainState, StateError};
 pub use env::Env;
 pub use evtchn::EvtchnOp;
 pub use hvm::{HvmEvents, HvmOp, callback_via};

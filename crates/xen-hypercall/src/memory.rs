@@ -100,8 +100,9 @@ use xen_abi::xen::{DOMID_SELF, DomId};
 
 use crate::call::{Abi, HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
-use crate::domain::{DomainConfig, PAGE_SIZE};
-use crate::warn_limited;
+use crate::domain::DomainConfig;
+use xen_abi::warn_limited;
+use xen_abi::x86::PAGE_SIZE;
 
 /// Grant-table frames a guest may map by default (QEMU's and Xen's default
 /// `max_grant_frames`).
@@ -593,12 +594,12 @@ impl MemoryOp {
         f: impl FnOnce(&mut P2m) -> R,
     ) -> R {
         let mut p = self.lock();
-        let before = ctx.domain.state().shared_info_gfn;
+        let before = ctx.domain.lock().shared_info_gfn;
         p.shared_info = before;
         let r = f(&mut p);
         let now = p.shared_info;
         if now != before {
-            ctx.domain.state().shared_info_gfn = now;
+            ctx.domain.lock().shared_info_gfn = now;
         }
         drop(p);
         if now != before && now.is_some() {
@@ -2891,7 +2892,7 @@ mod tests {
         let mut vm2 = TestVm::new(2);
         vm2.dispatcher
             .register(HypercallNr::MemoryOp, restored.clone());
-        assert!(vm2.domain.restore(vm.domain.snapshot()));
+        vm2.domain.restore(vm.domain.state()).unwrap();
         vm.rec.take();
         for v in [&vm, &vm2] {
             assert_eq!(decrease(v, Abi::X86_64, &[G + 4, G + 5, G]), Ok(2));
@@ -2903,7 +2904,7 @@ mod tests {
             );
         }
         assert_eq!(restored.state(), m.state());
-        assert_eq!(vm2.domain.snapshot(), vm.domain.snapshot());
+        assert_eq!(vm2.domain.state(), vm.domain.state());
         assert_eq!(vm2.rec.take(), vm.rec.take());
         assert_eq!(restored.status_frame_gfn(0), Some(HOLE_AREA + 1));
     }

@@ -23,7 +23,7 @@ use xen_abi::xen::{VmAssistCmd, VmAssistType};
 
 use crate::call::{HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
-use crate::warn_limited;
+use xen_abi::warn_limited;
 
 /// The `vm_assist` family.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,8 +47,8 @@ impl<M: GuestMemoryBackend> Family<M> for VmAssist {
         }
         let bit = 1u64 << kind;
         match VmAssistCmd::try_from(cmd) {
-            Ok(VmAssistCmd::Enable) => ctx.domain.state().vm_assist |= bit,
-            Ok(VmAssistCmd::Disable) => ctx.domain.state().vm_assist &= !bit,
+            Ok(VmAssistCmd::Enable) => ctx.domain.lock().vm_assist |= bit,
+            Ok(VmAssistCmd::Disable) => ctx.domain.lock().vm_assist &= !bit,
             Err(_) => {
                 warn_limited!("vCPU {}: unknown vm_assist command {cmd}", ctx.vcpu);
                 return Err(XenErrno::ENOSYS);
@@ -87,13 +87,13 @@ mod tests {
         let vm = vm();
         for abi in [Abi::X86_64, Abi::X86_32] {
             assert_eq!(assist(&vm, abi, 0, RUNSTATE), Ok(0));
-            assert_eq!(vm.domain.state().vm_assist, 1 << 5);
+            assert_eq!(vm.domain.lock().vm_assist, 1 << 5);
             assert_eq!(assist(&vm, abi, 0, RUNSTATE), Ok(0));
-            assert_eq!(vm.domain.state().vm_assist, 1 << 5);
+            assert_eq!(vm.domain.lock().vm_assist, 1 << 5);
             assert_eq!(assist(&vm, abi, 1, RUNSTATE), Ok(0));
-            assert_eq!(vm.domain.state().vm_assist, 0);
+            assert_eq!(vm.domain.lock().vm_assist, 0);
             assert_eq!(assist(&vm, abi, 1, RUNSTATE), Ok(0));
-            assert_eq!(vm.domain.state().vm_assist, 0);
+            assert_eq!(vm.domain.lock().vm_assist, 0);
         }
     }
 
@@ -109,7 +109,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(vm.domain.state().vm_assist, 0);
+        assert_eq!(vm.domain.lock().vm_assist, 0);
     }
 
     #[test]
@@ -122,7 +122,7 @@ mod tests {
                 "type {kind}"
             );
         }
-        assert_eq!(vm.domain.state().vm_assist, 0);
+        assert_eq!(vm.domain.lock().vm_assist, 0);
     }
 
     #[test]
@@ -134,7 +134,7 @@ mod tests {
                 Err(XenErrno::ENOSYS)
             );
         }
-        assert_eq!(vm.domain.state().vm_assist, 0);
+        assert_eq!(vm.domain.lock().vm_assist, 0);
     }
 
     #[test]
@@ -147,7 +147,7 @@ mod tests {
     fn test_vm_assist_upper_register_bits_ignored() {
         let vm = vm();
         assert_eq!(assist(&vm, Abi::X86_64, 1 << 32, 1 << 32 | RUNSTATE), Ok(0));
-        assert_eq!(vm.domain.state().vm_assist, 1 << 5);
+        assert_eq!(vm.domain.lock().vm_assist, 1 << 5);
     }
 
     proptest! {
@@ -160,7 +160,7 @@ mod tests {
             let vm = vm();
             let abi = if is_64 { Abi::X86_64 } else { Abi::X86_32 };
             let r = vm.call(0, abi, HypercallNr::VmAssist, &[cmd, kind].map(|a| abi.word(a)));
-            prop_assert!(vm.domain.state().vm_assist & !(1 << 5) == 0);
+            prop_assert!(vm.domain.lock().vm_assist & !(1 << 5) == 0);
             if r.is_ok() {
                 prop_assert_eq!(kind as u32, 5);
             }

@@ -22,12 +22,12 @@
 
 use xen_abi::xen::HYPERVISOR_IRET;
 
-/// Bytes in a hypercall page.
-pub const PAGE_SIZE: usize = 4096;
+/// Bytes in a hypercall page (one guest page).
+const PAGE_BYTES: usize = xen_abi::x86::PAGE_SIZE as usize;
 /// Bytes per stub.
 pub const STUB_SIZE: usize = 32;
 /// Stubs per page.
-pub const STUBS: usize = PAGE_SIZE / STUB_SIZE;
+pub const STUBS: usize = PAGE_BYTES / STUB_SIZE;
 /// The I/O port the port-trap stubs write to unless the VMM picks another.
 pub const DEFAULT_TRAP_PORT: u8 = 0xe6;
 
@@ -53,8 +53,8 @@ impl Trap {
 }
 
 /// Builds a hypercall page.
-pub fn build(trap: Trap) -> [u8; PAGE_SIZE] {
-    let mut page = [0xccu8; PAGE_SIZE];
+pub fn build(trap: Trap) -> [u8; PAGE_BYTES] {
+    let mut page = [0xccu8; PAGE_BYTES];
     let (insn, len) = trap.bytes();
     for (i, stub) in page.chunks_exact_mut(STUB_SIZE).enumerate() {
         if i == HYPERVISOR_IRET as usize {
@@ -106,7 +106,7 @@ mod tests {
         let p = build(Trap::Port(0xe6));
         assert_eq!(&p[32..40], &[0xb8, 1, 0, 0, 0, 0xe7, 0xe6, 0xc3]);
         assert!(p[40..64].iter().all(|b| *b == 0xcc));
-        let last = &p[PAGE_SIZE - STUB_SIZE..];
+        let last = &p[PAGE_BYTES - STUB_SIZE..];
         assert_eq!(&last[..8], &[0xb8, 127, 0, 0, 0, 0xe7, 0xe6, 0xc3]);
     }
 

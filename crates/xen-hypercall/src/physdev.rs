@@ -73,7 +73,7 @@ use xen_evtchn::EventChannels;
 
 use crate::call::{HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
-use crate::warn_limited;
+use xen_abi::warn_limited;
 
 /// GSIs of the emulated IOAPIC a guest may map (QEMU's `IOAPIC_NUM_PINS`).
 pub const NR_GSIS: u32 = 24;
@@ -483,7 +483,7 @@ mod tests {
 
     fn vm() -> (TestVm, Arc<PhysdevOp>) {
         let mut vm = TestVm::new(2);
-        vm.domain.state().shared_info_gfn = Some(SHINFO);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO);
         let ch = Arc::new(
             EventChannels::new(Config::new(1), vm.domain.clone(), vm.rec.clone()).unwrap(),
         );
@@ -915,7 +915,7 @@ mod tests {
     #[test]
     fn test_physdev_small_nr_pirqs_never_allocates_below_16() {
         let mut vm = TestVm::new(1);
-        vm.domain.state().shared_info_gfn = Some(SHINFO);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO);
         let config = Config {
             nr_pirqs: 20,
             ..Config::new(1)

@@ -53,8 +53,8 @@ use xen_abi::xen::{SET_TIMER_OP_FALLBACK_NS, SET_TIMER_OP_MAX_FUTURE_NS};
 
 use crate::call::{Abi, HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
-use crate::domain::PAGE_SIZE;
-use crate::warn_limited;
+use xen_abi::warn_limited;
+use xen_abi::x86::PAGE_SIZE;
 
 /// Offset of `evtchn_pending[]` in shared_info (both layouts).
 const EVTCHN_PENDING_OFFSET: u64 = 2048;
@@ -133,17 +133,17 @@ impl SchedOp {
                     warn_limited!("vCPU {}: shutdown reason {} refused", ctx.vcpu, s.reason);
                     return Err(XenErrno::EINVAL);
                 };
-                let code = ctx.domain.state().shutdown_code;
+                let code = ctx.domain.lock().shutdown_code;
                 events.shutdown(reason, code);
                 if matches!(reason, ShutdownReason::Suspend | ShutdownReason::SoftReset) {
-                    ctx.domain.state().shutdown_code = None;
+                    ctx.domain.lock().shutdown_code = None;
                 }
                 Ok(0)
             }
             Cmd::ShutdownCode => {
                 let s: SchedShutdown = ctx.read(arg)?;
                 // Xen keeps `(u8)reason`, first one wins.
-                let mut st = ctx.domain.state();
+                let mut st = ctx.domain.lock();
                 if st.shutdown_code.is_none() {
                     st.shutdown_code = Some(u32::from(s.reason as u8));
                 }
@@ -285,7 +285,7 @@ fn poll<M: GuestMemoryBackend>(
         return Err(XenErrno::EINVAL);
     }
     let (shared_info, long_mode) = {
-        let st = ctx.domain.state();
+        let st = ctx.domain.lock();
         (
             st.shared_info_gfn.and_then(|g| g.checked_mul(PAGE_SIZE)),
             st.long_mode,
@@ -350,7 +350,7 @@ impl SetTimerOp {
         if deadline.is_some_and(|d| d != timeout) {
             warn_limited!("vCPU {}: huge set_timer_op timeout {timeout:#x}", ctx.vcpu);
         }
-        if let Some(v) = ctx.domain.state().vcpus.get_mut(ctx.vcpu as usize) {
+        if let Some(v) = ctx.domain.lock().vcpus.get_mut(ctx.vcpu as usize) {
             v.singleshot_ns = deadline;
         }
         ctx.domain.env.timers.set_singleshot(ctx.vcpu, deadline);
@@ -442,18 +442,18 @@ mod tests {
         let (vm, _) = setup(1);
         assert_eq!(shutdown(&vm, Cmd::ShutdownCode, 3), Ok(0));
         assert_eq!(shutdown(&vm, Cmd::ShutdownCode, 1), Ok(0));
-        assert_eq!(vm.domain.state().shutdown_code, Some(3));
+        assert_eq!(vm.domain.lock().shutdown_code, Some(3));
         assert_eq!(shutdown(&vm, Cmd::Shutdown, 1), Ok(0));
         assert_eq!(
             vm.rec.take(),
             [Event::Shutdown(ShutdownReason::Reboot, Some(3))]
         );
-        assert_eq!(vm.domain.state().shutdown_code, Some(3));
+        assert_eq!(vm.domain.lock().shutdown_code, Some(3));
         assert_eq!(shutdown(&vm, Cmd::Shutdown, 2), Ok(0));
-        assert_eq!(vm.domain.state().shutdown_code, None);
+        assert_eq!(vm.domain.lock().shutdown_code, None);
         // Xen keeps the low 8 bits.
         assert_eq!(shutdown(&vm, Cmd::ShutdownCode, 0x104), Ok(0));
-        assert_eq!(vm.domain.state().shutdown_code, Some(4));
+        assert_eq!(vm.domain.lock().shutdown_code, Some(4));
         assert_eq!(
             sched(&vm, 0, Abi::X86_64, Cmd::ShutdownCode, RAM_SIZE),
             Err(XenErrno::EFAULT)
@@ -555,21 +555,21 @@ mod tests {
     #[test]
     fn test_poll_pending_port_returns_at_once() {
         let (vm, _) = setup(2);
-        vm.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
         // Port 70: word 1, bit 6 (64-bit layout).
         vm.write(SHINFO + 2048 + 8, 1u64 << 6);
         assert_eq!(poll(&vm, Abi::X86_64, &[3, 70, 5000], 3, 99), Ok(0));
         assert!(vm.rec.take().is_empty());
         // Compat layout: port 38 is word 1 (bytes 4..8), bit 6.
         vm.write(SHINFO + 2048 + 8, 0u64);
-        vm.domain.state().long_mode = false;
+        vm.domain.lock().long_mode = false;
         assert_eq!(poll(&vm, Abi::X86_32, &[38], 1, 99), Ok(0));
         assert_eq!(vm.rec.take(), [Event::Block(1, Some(99))]);
         vm.write(SHINFO + 2048 + 4, 1u32 << 6);
         assert_eq!(poll(&vm, Abi::X86_32, &[38], 1, 99), Ok(0));
         assert!(vm.rec.take().is_empty());
         // Little-endian bitmaps: the same bit is port 38 with 64-bit words.
-        vm.domain.state().long_mode = true;
+        vm.domain.lock().long_mode = true;
         assert_eq!(poll(&vm, Abi::X86_64, &[38], 1, 99), Ok(0));
         assert!(vm.rec.take().is_empty());
     }
@@ -577,7 +577,7 @@ mod tests {
     #[test]
     fn test_poll_nothing_pending_blocks_with_timeout() {
         let (vm, _) = setup(2);
-        vm.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
         assert_eq!(poll(&vm, Abi::X86_64, &[1, 2], 2, 5_000), Ok(0));
         assert_eq!(poll(&vm, Abi::X86_32, &[1], 1, 0), Ok(0));
         assert_eq!(poll(&vm, Abi::X86_64, &[], 0, 0), Ok(0));
@@ -590,7 +590,7 @@ mod tests {
             ]
         );
         // Without shared_info nothing is pending.
-        vm.domain.state().shared_info_gfn = None;
+        vm.domain.lock().shared_info_gfn = None;
         assert_eq!(poll(&vm, Abi::X86_64, &[0], 1, 7), Ok(0));
         assert_eq!(vm.rec.take(), [Event::Block(1, Some(7))]);
     }
@@ -601,7 +601,7 @@ mod tests {
         assert_eq!(poll(&vm, Abi::X86_64, &[], 129, 0), Err(XenErrno::EINVAL));
         assert_eq!(poll(&vm, Abi::X86_64, &[4096], 1, 0), Err(XenErrno::EINVAL));
         assert_eq!(poll(&vm, Abi::X86_64, &[4095], 1, 0), Ok(0));
-        vm.domain.state().long_mode = false;
+        vm.domain.lock().long_mode = false;
         assert_eq!(poll(&vm, Abi::X86_32, &[1024], 1, 0), Err(XenErrno::EINVAL));
         assert_eq!(
             sched(&vm, 1, Abi::X86_64, Cmd::Poll, RAM_SIZE - 8),
@@ -632,11 +632,11 @@ mod tests {
         let (vm, _) = setup(2);
         vm.clock.set(1_000_000);
         assert_eq!(set_timer(&vm, Abi::X86_64, &[5_000_000]), Ok(0));
-        assert_eq!(vm.domain.state().vcpus[1].singleshot_ns, Some(5_000_000));
+        assert_eq!(vm.domain.lock().vcpus[1].singleshot_ns, Some(5_000_000));
         // In the past: armed as given (fires at once).
         assert_eq!(set_timer(&vm, Abi::X86_64, &[10]), Ok(0));
         assert_eq!(set_timer(&vm, Abi::X86_64, &[0]), Ok(0));
-        assert_eq!(vm.domain.state().vcpus[1].singleshot_ns, None);
+        assert_eq!(vm.domain.lock().vcpus[1].singleshot_ns, None);
         assert_eq!(
             vm.rec.take(),
             [
@@ -697,7 +697,7 @@ mod tests {
         ) {
             let (vm, op) = setup(2);
             {
-                let mut st = vm.domain.state();
+                let mut st = vm.domain.lock();
                 st.long_mode = long_mode;
                 st.shared_info_gfn = shinfo;
             }
@@ -731,7 +731,7 @@ mod tests {
     fn test_poll_in_fifo_mode_asks_the_event_channels() {
         // The poll helper calls from vCPU 1.
         let mut vm = TestVm::new(2);
-        vm.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
         let ch = Arc::new(
             xen_evtchn::EventChannels::new(
                 xen_evtchn::Config::new(1),

@@ -47,9 +47,10 @@ use xen_abi::cpuid::TscScale;
 use xen_abi::vcpu::{RunstateState, VcpuRunstateInfo, VcpuRunstateInfoCompat, XEN_RUNSTATE_UPDATE};
 use xen_abi::xen::{PvclockFlags, VcpuTimeInfo, VmAssistType};
 
-use crate::domain::{Domain, PAGE_SIZE};
+use crate::domain::Domain;
 use crate::guest::{Access, Fault, GuestVirt};
-use crate::warn_limited;
+use xen_abi::warn_limited;
+use xen_abi::x86::PAGE_SIZE;
 
 /// Offset of `time` inside a `vcpu_info` (both layouts).
 pub const VCPU_INFO_TIME_OFFSET: u64 = 32;
@@ -167,7 +168,7 @@ fn write_time_info<M: GuestMemoryBackend>(mem: &M, gpa: u64, info: &VcpuTimeInfo
 pub fn update_vcpu_time<M: GuestMemoryBackend>(domain: &Domain, mem: &M, vcpu: u32) -> bool {
     let info_gpa = domain.vcpu_info_gpa(vcpu);
     let area = domain
-        .state()
+        .lock()
         .vcpus
         .get(vcpu as usize)
         .and_then(|v| v.time_area);
@@ -206,7 +207,7 @@ pub fn update_vcpu_time<M: GuestMemoryBackend>(domain: &Domain, mem: &M, vcpu: u
 /// shared_info is not placed or cannot be written.
 pub fn update_wallclock<M: GuestMemoryBackend>(domain: &Domain, mem: &M) -> bool {
     let (gpa, long_mode) = {
-        let st = domain.state();
+        let st = domain.lock();
         (
             st.shared_info_gfn.map(|g| g.wrapping_mul(PAGE_SIZE)),
             st.long_mode,
@@ -490,7 +491,7 @@ struct WriteParams {
 
 impl WriteParams {
     fn of(domain: &Domain) -> Self {
-        let st = domain.state();
+        let st = domain.lock();
         Self {
             long_mode: st.long_mode,
             update_flag: st.vm_assist & (1 << VmAssistType::RunstateUpdateFlag.raw()) != 0,
@@ -578,7 +579,7 @@ impl Runstates {
         let mut table = self.vcpus.lock().unwrap_or_else(|e| e.into_inner());
         if table.len() <= idx {
             drop(table);
-            let up: Vec<bool> = domain.state().vcpus.iter().map(|v| v.up).collect();
+            let up: Vec<bool> = domain.lock().vcpus.iter().map(|v| v.up).collect();
             table = self.vcpus.lock().unwrap_or_else(|e| e.into_inner());
             while table.len() <= idx {
                 let state = if up.get(table.len()).copied().unwrap_or(true) {
@@ -725,7 +726,7 @@ mod tests {
 
     fn vm_with_shinfo() -> TestVm {
         let vm = TestVm::new(2);
-        vm.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
         vm
     }
 
@@ -772,7 +773,7 @@ mod tests {
             wall: (1, 2),
             now: 777,
         });
-        d.state().shared_info_gfn = Some(SHINFO_GFN);
+        d.lock().shared_info_gfn = Some(SHINFO_GFN);
         vm.write(
             SHINFO + 32,
             VcpuTimeInfo {
@@ -796,7 +797,7 @@ mod tests {
     fn test_update_vcpu_time_secondary_area_written() {
         let vm = TestVm::new(1);
         vm.clock.set(42);
-        vm.domain.state().vcpus[0].time_area = Some(GuestArea {
+        vm.domain.lock().vcpus[0].time_area = Some(GuestArea {
             addr: 0x7000,
             physical: true,
             long_mode: true,
@@ -810,13 +811,13 @@ mod tests {
     #[test]
     fn test_update_vcpu_time_area_outside_ram_returns_false() {
         let vm = TestVm::new(1);
-        vm.domain.state().vcpus[0].time_area = Some(GuestArea {
+        vm.domain.lock().vcpus[0].time_area = Some(GuestArea {
             addr: RAM_SIZE - 16,
             physical: true,
             long_mode: true,
         });
         assert!(!update_vcpu_time(&vm.domain, &vm.mem, 0));
-        vm.domain.state().vcpus[0].time_area = Some(GuestArea {
+        vm.domain.lock().vcpus[0].time_area = Some(GuestArea {
             addr: u64::MAX - 8,
             physical: true,
             long_mode: true,
@@ -833,7 +834,7 @@ mod tests {
             wall: (0x1_2345_6789, 999_999_999),
             now: 0,
         });
-        d.state().shared_info_gfn = Some(SHINFO_GFN);
+        d.lock().shared_info_gfn = Some(SHINFO_GFN);
         assert!(update_wallclock(&d, &vm.mem));
         assert_eq!(vm.read::<u32>(SHINFO + 3072), 2);
         assert_eq!(vm.read::<u32>(SHINFO + 3076), 0x2345_6789);
@@ -851,7 +852,7 @@ mod tests {
             now: 0,
         });
         {
-            let mut st = d.state();
+            let mut st = d.lock();
             st.shared_info_gfn = Some(SHINFO_GFN);
             st.long_mode = false;
         }
@@ -880,9 +881,9 @@ mod tests {
     fn test_update_wallclock_no_shared_info_returns_false() {
         let vm = TestVm::new(1);
         assert!(!update_wallclock(&vm.domain, &vm.mem));
-        vm.domain.state().shared_info_gfn = Some(RAM_SIZE / PAGE_SIZE);
+        vm.domain.lock().shared_info_gfn = Some(RAM_SIZE / PAGE_SIZE);
         assert!(!update_wallclock(&vm.domain, &vm.mem));
-        vm.domain.state().shared_info_gfn = Some(u64::MAX);
+        vm.domain.lock().shared_info_gfn = Some(u64::MAX);
         assert!(!update_wallclock(&vm.domain, &vm.mem));
     }
 
@@ -1021,7 +1022,7 @@ mod tests {
     #[test]
     fn test_write_runstate_update_flag_clear_afterwards_and_bytes_past_untouched() {
         let vm = TestVm::new(1);
-        vm.domain.state().vm_assist = 1 << 5;
+        vm.domain.lock().vm_assist = 1 << 5;
         vm.write_bytes(0x6000, &[0xcc; 64]);
         let area = RunstateArea {
             map: SplitArea::physical(0x6000),
@@ -1034,7 +1035,7 @@ mod tests {
         assert_eq!((r.state, r.state_entry_time), (2, 77));
         assert_eq!(vm.read_bytes(0x6000 + 48, 16), [0xcc; 16]);
         // Compat layout when the latch says 32-bit.
-        vm.domain.state().long_mode = false;
+        vm.domain.lock().long_mode = false;
         vm.write_bytes(0x6000, &[0xcc; 64]);
         assert!(write_runstate(&vm.domain, &vm.mem, &area, &info));
         let c: VcpuRunstateInfoCompat = vm.read(0x6000);
@@ -1079,7 +1080,7 @@ mod tests {
     #[test]
     fn test_runstates_down_vcpu_starts_offline() {
         let vm = TestVm::new(2);
-        vm.domain.state().vcpus[1].up = false;
+        vm.domain.lock().vcpus[1].up = false;
         let rs = Runstates::new();
         assert_eq!(
             rs.get(&vm.domain, 1).unwrap().tracker.state,

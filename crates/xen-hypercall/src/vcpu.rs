@@ -66,12 +66,13 @@ use xen_abi::xen::XEN_LEGACY_MAX_VCPUS;
 
 use crate::call::{Abi, HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
-use crate::domain::{GuestArea, PAGE_SIZE, VCPU_INFO_SIZE};
+use crate::domain::{GuestArea, VCPU_INFO_SIZE};
 use crate::time::{
     RUNSTATE_SIZE, RUNSTATE_SIZE_COMPAT, RunstateArea, Runstates, SplitArea, VCPU_TIME_INFO_SIZE,
     in_ram, update_vcpu_time,
 };
-use crate::warn_limited;
+use xen_abi::warn_limited;
+use xen_abi::x86::PAGE_SIZE;
 
 /// Size of `struct vcpu_hvm_context` (`public/hvm/hvm_vcpu.h`: mode, pad,
 /// and the union of the 120-byte 32-bit and 112-byte 64-bit register sets),
@@ -138,14 +139,14 @@ impl VcpuOp {
                 Err(XenErrno::EEXIST)
             }
             Cmd::Up => {
-                let was_up = std::mem::replace(&mut ctx.domain.state().vcpus[v as usize].up, true);
+                let was_up = std::mem::replace(&mut ctx.domain.lock().vcpus[v as usize].up, true);
                 if !was_up {
                     self.set_runstate(ctx, v, RunstateState::Running);
                 }
                 Ok(0)
             }
             Cmd::Down => self.down(ctx, v),
-            Cmd::IsUp => Ok(u64::from(ctx.domain.state().vcpus[v as usize].up)),
+            Cmd::IsUp => Ok(u64::from(ctx.domain.lock().vcpus[v as usize].up)),
             Cmd::GetRunstateInfo => {
                 let now = ctx.domain.env.clock.system_time_ns();
                 let info = self
@@ -217,7 +218,7 @@ impl VcpuOp {
 
     /// `VCPUOP_down`: the last vCPU up powers the domain off instead.
     fn down<M: GuestMemoryBackend>(&self, ctx: &Ctx<'_, M>, v: u32) -> HcResult {
-        let mut st = ctx.domain.state();
+        let mut st = ctx.domain.lock();
         let others_up = st
             .vcpus
             .iter()
@@ -253,11 +254,11 @@ impl VcpuOp {
             let current = self.runstates.get(ctx.domain, v).and_then(|r| r.area);
             if current.is_some_and(|a| !a.physical) {
                 self.runstates.register(ctx.domain, ctx.phys(), v, None);
-                ctx.domain.state().vcpus[v as usize].runstate = None;
+                ctx.domain.lock().vcpus[v as usize].runstate = None;
             }
             return Ok(0);
         }
-        let latched = ctx.domain.state().long_mode;
+        let latched = ctx.domain.lock().long_mode;
         let need = if latched {
             RUNSTATE_SIZE
         } else {
@@ -268,7 +269,7 @@ impl VcpuOp {
             XenErrno::EFAULT
         })?;
         let long_mode = ctx.abi.is_64();
-        ctx.domain.state().vcpus[v as usize].runstate = Some(GuestArea {
+        ctx.domain.lock().vcpus[v as usize].runstate = Some(GuestArea {
             addr: gva,
             physical: false,
             long_mode,
@@ -296,7 +297,7 @@ impl VcpuOp {
             let current = self.runstates.get(ctx.domain, v).and_then(|r| r.area);
             if current.is_some_and(|a| a.physical) {
                 self.runstates.register(ctx.domain, ctx.phys(), v, None);
-                ctx.domain.state().vcpus[v as usize].runstate = None;
+                ctx.domain.lock().vcpus[v as usize].runstate = None;
             }
             return Ok(0);
         }
@@ -307,7 +308,7 @@ impl VcpuOp {
             RUNSTATE_SIZE_COMPAT
         };
         check_phys_area(ctx, gpa, size)?;
-        ctx.domain.state().vcpus[v as usize].runstate = Some(GuestArea {
+        ctx.domain.lock().vcpus[v as usize].runstate = Some(GuestArea {
             addr: gpa,
             physical: true,
             long_mode,
@@ -351,7 +352,7 @@ fn check_phys_area<M: GuestMemoryBackend>(
         warn_limited!("vCPU {}: area at {gpa:#x} crosses a page", ctx.vcpu);
         return Err(XenErrno::ENXIO);
     }
-    let align = if ctx.domain.state().long_mode { 8 } else { 4 };
+    let align = if ctx.domain.lock().long_mode { 8 } else { 4 };
     if !gpa.is_multiple_of(align) {
         warn_limited!(
             "vCPU {}: area at {gpa:#x} is not {align}-byte aligned",
@@ -370,7 +371,7 @@ fn check_phys_area<M: GuestMemoryBackend>(
 fn register_time_virt<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, arg: u64) -> HcResult {
     let gva = read_handle(ctx, arg)?;
     if gva == 0 {
-        ctx.domain.state().vcpus[v as usize].time_area = None;
+        ctx.domain.lock().vcpus[v as usize].time_area = None;
         return Ok(0);
     }
     let map = SplitArea::translate(ctx.mem, gva, VCPU_TIME_INFO_SIZE, VCPU_TIME_INFO_SIZE)
@@ -387,7 +388,7 @@ fn register_time_virt<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, arg: u64)
         );
         return Err(XenErrno::EFAULT);
     }
-    ctx.domain.state().vcpus[v as usize].time_area = Some(GuestArea {
+    ctx.domain.lock().vcpus[v as usize].time_area = Some(GuestArea {
         addr: map.gpa,
         physical: true,
         long_mode: ctx.abi.is_64(),
@@ -400,11 +401,11 @@ fn register_time_virt<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, arg: u64)
 fn register_time_phys<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, arg: u64) -> HcResult {
     let gpa: u64 = ctx.read(arg)?;
     if gpa == PHYS_AREA_NONE {
-        ctx.domain.state().vcpus[v as usize].time_area = None;
+        ctx.domain.lock().vcpus[v as usize].time_area = None;
         return Ok(0);
     }
     check_phys_area(ctx, gpa, VCPU_TIME_INFO_SIZE)?;
-    ctx.domain.state().vcpus[v as usize].time_area = Some(GuestArea {
+    ctx.domain.lock().vcpus[v as usize].time_area = Some(GuestArea {
         addr: gpa,
         physical: true,
         long_mode: ctx.abi.is_64(),
@@ -427,7 +428,7 @@ fn register_vcpu_info<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, arg: u64)
     };
     let mem = ctx.phys();
     let long_mode = {
-        let mut st = ctx.domain.state();
+        let mut st = ctx.domain.lock();
         let idx = v as usize;
         if st.vcpus[idx].vcpu_info_gpa.is_some() {
             warn_limited!("vCPU {}: vcpu_info of vCPU {v} registered twice", ctx.vcpu);
@@ -490,12 +491,12 @@ fn register_vcpu_info<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, arg: u64)
 }
 
 fn set_periodic<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, period: Option<u64>) {
-    ctx.domain.state().vcpus[v as usize].periodic_ns = period;
+    ctx.domain.lock().vcpus[v as usize].periodic_ns = period;
     ctx.domain.env.timers.set_periodic(v, period);
 }
 
 fn set_singleshot<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, v: u32, deadline: Option<u64>) {
-    ctx.domain.state().vcpus[v as usize].singleshot_ns = deadline;
+    ctx.domain.lock().vcpus[v as usize].singleshot_ns = deadline;
     ctx.domain.env.timers.set_singleshot(v, deadline);
 }
 
@@ -598,7 +599,7 @@ mod tests {
     #[test]
     fn test_register_vcpu_info_copies_slot_and_marks_pending() {
         let (vm, _) = setup(2);
-        vm.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
         vm.clock.set(1_000);
         let mut old = VcpuInfo {
             evtchn_upcall_mask: 0,
@@ -614,7 +615,7 @@ mod tests {
         assert_eq!(new.evtchn_pending_sel, u64::MAX);
         assert_eq!(new.arch.cr2, 0x1234);
         assert_eq!((new.time.version, new.time.system_time), (8, 1_000));
-        assert_eq!(vm.domain.state().vcpus[1].vcpu_info_gpa, Some(0x20040));
+        assert_eq!(vm.domain.lock().vcpus[1].vcpu_info_gpa, Some(0x20040));
         assert_eq!(vm.domain.vcpu_info_gpa(1), Some(0x20040));
     }
 
@@ -629,7 +630,7 @@ mod tests {
         assert_eq!((new.evtchn_pending_sel, new.arch.cr2), (u64::MAX, 0));
         assert_eq!(new.time.version, 2);
         // vCPU 35 has no shared_info slot even once shared_info is placed.
-        vm.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+        vm.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
         vm.write_bytes(0x22000, &[0xee; 64]);
         assert_eq!(register_info(&vm, Abi::X86_64, 35, 0x22, 0), Ok(0));
         let new: VcpuInfo = vm.read(0x22000);
@@ -640,7 +641,7 @@ mod tests {
     fn test_register_vcpu_info_compat_layout_sets_32_bit_selector() {
         let (vm, _) = setup(1);
         {
-            let mut st = vm.domain.state();
+            let mut st = vm.domain.lock();
             st.shared_info_gfn = Some(SHINFO_GFN);
             st.long_mode = false;
         }
@@ -674,7 +675,7 @@ mod tests {
             register_info(&vm, Abi::X86_64, 0, RAM_SIZE / PAGE_SIZE, 0),
             Err(XenErrno::EINVAL)
         );
-        assert_eq!(vm.domain.state().vcpus[0].vcpu_info_gpa, None);
+        assert_eq!(vm.domain.lock().vcpus[0].vcpu_info_gpa, None);
     }
 
     #[test]
@@ -688,7 +689,7 @@ mod tests {
             register_info(&vm, Abi::X86_64, 0, 0x20, 0x44),
             Err(XenErrno::ENXIO)
         );
-        vm.domain.state().long_mode = false;
+        vm.domain.lock().long_mode = false;
         assert_eq!(
             register_info(&vm, Abi::X86_32, 0, 0x20, 0x42),
             Err(XenErrno::ENXIO)
@@ -717,7 +718,7 @@ mod tests {
             op(&vm, 1, Abi::X86_64, Cmd::RegisterVcpuInfo, 0, ARG),
             Ok(0)
         );
-        assert_eq!(vm.domain.state().vcpus[0].vcpu_info_gpa, Some(0x22000));
+        assert_eq!(vm.domain.lock().vcpus[0].vcpu_info_gpa, Some(0x22000));
     }
 
     #[test]
@@ -748,7 +749,7 @@ mod tests {
             vm.write_bytes(p1, &[0xcc; 4096]);
             vm.write_bytes(p2, &[0xcc; 4096]);
             {
-                let mut st = vm.domain.state();
+                let mut st = vm.domain.lock();
                 st.long_mode = long;
                 st.vm_assist = 1 << 5;
             }
@@ -791,7 +792,7 @@ mod tests {
             assert_eq!(vm.read_bytes(p1 + 4096 - 23, 8), [0xcc; 8]);
             // The frame the identity mapping would have used is untouched.
             assert_eq!(vm.read_bytes(0x11000, 8), [0; 8]);
-            let rec = vm.domain.state().vcpus[1].runstate.unwrap();
+            let rec = vm.domain.lock().vcpus[1].runstate.unwrap();
             assert_eq!((rec.addr, rec.physical, rec.long_mode), (gva, false, long));
         }
     }
@@ -799,7 +800,7 @@ mod tests {
     #[test]
     fn test_runstate_area_latched_layout_change_rewrites_64_bit_layout() {
         let (vm, vop) = setup(1);
-        vm.domain.state().long_mode = false;
+        vm.domain.lock().long_mode = false;
         vm.write(ARG, 0x7000u32);
         assert_eq!(
             op(&vm, 0, Abi::X86_32, Cmd::RegisterRunstateMemoryArea, 0, ARG),
@@ -809,7 +810,7 @@ mod tests {
             .set_state(&vm.domain, &vm.mem, 0, RunstateState::Blocked, 10);
         let c: VcpuRunstateInfoCompat = vm.read(0x7000);
         assert_eq!(({ c.state_entry_time }, { c.time }), (10, [10, 0, 0, 0]));
-        vm.domain.state().long_mode = true;
+        vm.domain.lock().long_mode = true;
         assert!(vop.runstates().write(&vm.domain, &vm.mem, 0));
         let r: VcpuRunstateInfo = vm.read(0x7000);
         assert_eq!(
@@ -831,7 +832,7 @@ mod tests {
             op(&vm, 0, Abi::X86_64, Cmd::RegisterRunstateMemoryArea, 0, ARG),
             Ok(0)
         );
-        assert_eq!(vm.domain.state().vcpus[0].runstate, None);
+        assert_eq!(vm.domain.lock().vcpus[0].runstate, None);
         assert_eq!(vop.runstates().get(&vm.domain, 0).unwrap().area, None);
         vop.runstates()
             .set_state(&vm.domain, &vm.mem, 0, RunstateState::Blocked, 10);
@@ -898,7 +899,7 @@ mod tests {
             Ok(0)
         );
         assert_eq!(vop.runstates().get(&vm.domain, 1).unwrap().area, None);
-        assert_eq!(vm.domain.state().vcpus[1].runstate, None);
+        assert_eq!(vm.domain.lock().vcpus[1].runstate, None);
     }
 
     #[test]
@@ -913,7 +914,7 @@ mod tests {
         assert_eq!(reg(0x8004, Abi::X86_64), Err(XenErrno::ENXIO));
         assert_eq!(reg(RAM_SIZE, Abi::X86_64), Err(XenErrno::EINVAL));
         assert_eq!(reg(u64::MAX - 8, Abi::X86_64), Err(XenErrno::ENXIO));
-        vm.domain.state().long_mode = false;
+        vm.domain.lock().long_mode = false;
         assert_eq!(reg(0x8000 + 4096 - 44, Abi::X86_32), Ok(0));
         assert_eq!(reg(0x8002, Abi::X86_32), Err(XenErrno::ENXIO));
         assert_eq!(
@@ -963,14 +964,14 @@ mod tests {
         );
         let t: VcpuTimeInfo = vm.read(0x9000);
         assert_eq!((t.version, t.system_time), (2, 99));
-        let area = vm.domain.state().vcpus[0].time_area.unwrap();
+        let area = vm.domain.lock().vcpus[0].time_area.unwrap();
         assert_eq!((area.addr, area.physical), (0x9000, true));
         vm.write(ARG, 0u32);
         assert_eq!(
             op(&vm, 0, Abi::X86_32, Cmd::RegisterVcpuTimeMemoryArea, 0, ARG),
             Ok(0)
         );
-        assert_eq!(vm.domain.state().vcpus[0].time_area, None);
+        assert_eq!(vm.domain.lock().vcpus[0].time_area, None);
         // Contiguous straddle is fine; discontiguous is -EFAULT.
         vm.write(ARG, 0x9ff0u64);
         assert_eq!(
@@ -1001,7 +1002,7 @@ mod tests {
         assert_eq!(reg(0x9008), Ok(0));
         assert_eq!(vm.read::<u32>(0x9008), 2);
         assert_eq!(reg(u64::MAX), Ok(0));
-        assert_eq!(vm.domain.state().vcpus[0].time_area, None);
+        assert_eq!(vm.domain.lock().vcpus[0].time_area, None);
         assert_eq!(reg(0x9ff0), Err(XenErrno::ENXIO));
         assert_eq!(reg(0x9004), Err(XenErrno::ENXIO));
         assert_eq!(reg(RAM_SIZE + 0x100), Err(XenErrno::EINVAL));
@@ -1020,7 +1021,7 @@ mod tests {
         assert_eq!(set(1_000_000), Ok(0));
         assert_eq!(set(PERIODIC_TIMER_MAX_NS), Ok(0));
         assert_eq!(
-            vm.domain.state().vcpus[1].periodic_ns,
+            vm.domain.lock().vcpus[1].periodic_ns,
             Some(PERIODIC_TIMER_MAX_NS)
         );
         assert_eq!(op(&vm, 0, Abi::X86_32, Cmd::StopPeriodicTimer, 1, 0), Ok(0));
@@ -1032,7 +1033,7 @@ mod tests {
                 Event::Periodic(1, None),
             ]
         );
-        assert_eq!(vm.domain.state().vcpus[1].periodic_ns, None);
+        assert_eq!(vm.domain.lock().vcpus[1].periodic_ns, None);
         assert_eq!(
             op(&vm, 0, Abi::X86_64, Cmd::SetPeriodicTimer, 1, RAM_SIZE),
             Err(XenErrno::EFAULT)
@@ -1067,7 +1068,7 @@ mod tests {
             op(&vm, 1, Abi::X86_32, Cmd::SetSingleshotTimer, 1, ARG),
             Ok(0)
         );
-        assert_eq!(vm.domain.state().vcpus[1].singleshot_ns, Some(500));
+        assert_eq!(vm.domain.lock().vcpus[1].singleshot_ns, Some(500));
         assert_eq!(
             op(&vm, 1, Abi::X86_64, Cmd::StopSingleshotTimer, 1, 0),
             Ok(0)
@@ -1080,7 +1081,7 @@ mod tests {
                 Event::Singleshot(1, None),
             ]
         );
-        assert_eq!(vm.domain.state().vcpus[1].singleshot_ns, None);
+        assert_eq!(vm.domain.lock().vcpus[1].singleshot_ns, None);
     }
 
     #[test]
@@ -1121,7 +1122,7 @@ mod tests {
             (RunstateState::Offline, 70)
         );
         // vCPU 0 is the last one up: the domain powers off, vCPU 0 stays up.
-        vm.domain.state().shutdown_code = Some(3);
+        vm.domain.lock().shutdown_code = Some(3);
         assert_eq!(op(&vm, 0, Abi::X86_64, Cmd::Down, 0, 0), Ok(0));
         assert_eq!(
             vm.rec.take(),
@@ -1164,7 +1165,7 @@ mod tests {
         ) {
             let (vm, vop) = setup(2);
             {
-                let mut st = vm.domain.state();
+                let mut st = vm.domain.lock();
                 st.long_mode = long_mode;
                 st.shared_info_gfn = shinfo;
                 st.vm_assist = u64::from(bytes[0]);

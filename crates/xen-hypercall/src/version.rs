@@ -48,7 +48,7 @@ use xen_abi::version::{
 
 use crate::call::{Abi, HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
-use crate::warn_limited;
+use xen_abi::warn_limited;
 
 /// `XENVER_capabilities`: what a 64-bit Xen on x86 reports for HVM guests.
 pub const XEN_CAPABILITIES: &str = "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64 ";

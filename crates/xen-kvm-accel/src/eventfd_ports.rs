@@ -432,9 +432,9 @@ mod tests {
         /// The guest set up shared_info and a global callback vector; KVM
         /// was told at the vCPUs' exits.
         fn vector_callback(&self) {
-            self.domain.state().shared_info_gfn = Some(SHINFO_GFN);
+            self.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
             self.domain.latch_mode(true);
-            self.domain.state().params[HvmParam::CallbackIrq.raw() as usize] = 2 << 56 | 0xf3;
+            self.domain.lock().params[HvmParam::CallbackIrq.raw() as usize] = 2 << 56 | 0xf3;
             self.sync();
         }
 
@@ -550,12 +550,12 @@ mod tests {
         let fd = EventFd::new(0).unwrap();
         let id = ports.connect(&fd, PortTarget::Backend(be)).unwrap();
         assert_eq!(ports.delivery(id), Some(Delivery::User), "no shared_info");
-        f.domain.state().shared_info_gfn = Some(SHINFO_GFN);
-        f.domain.state().params[HvmParam::CallbackIrq.raw() as usize] = 20;
+        f.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
+        f.domain.lock().params[HvmParam::CallbackIrq.raw() as usize] = 20;
         f.sync();
         assert_eq!(ports.delivery(id), Some(Delivery::User), "GSI callback");
         // The guest switches to a vector callback: routed in the kernel.
-        f.domain.state().params[HvmParam::CallbackIrq.raw() as usize] = 2 << 56 | 0xf3;
+        f.domain.lock().params[HvmParam::CallbackIrq.raw() as usize] = 2 << 56 | 0xf3;
         f.sync();
         assert!(matches!(ports.delivery(id), Some(Delivery::Kernel { .. })));
     }

@@ -175,7 +175,7 @@ impl std::fmt::Debug for KernelSync {
 }
 
 fn warn(what: &str, e: impl std::fmt::Display) {
-    xen_hypercall::warn_limited!("KVM Xen fast path: {what}: {e}");
+    xen_abi::warn_limited!("KVM Xen fast path: {what}: {e}");
 }
 
 impl KernelSync {
@@ -356,7 +356,7 @@ impl KernelSync {
             return;
         }
         let (long_mode, gfn) = {
-            let st = domain.state();
+            let st = domain.lock();
             (st.long_mode, st.shared_info_gfn)
         };
         let vector = match callback_via(domain) {
@@ -406,7 +406,7 @@ impl KernelSync {
             return;
         }
         let (areas, latched): (Vec<Option<GuestArea>>, bool) = {
-            let st = domain.state();
+            let st = domain.lock();
             (st.vcpus.iter().map(|v| v.runstate).collect(), st.long_mode)
         };
         let mut vcpus = self.vcpus.lock().unwrap_or_else(|e| e.into_inner());
@@ -434,7 +434,7 @@ impl KernelSync {
         }
         let (info, time, vector) = {
             let info = domain.vcpu_info_gpa(vcpu_id);
-            let st = domain.state();
+            let st = domain.lock();
             let Some(v) = st.vcpus.get(vcpu_id as usize) else {
                 return;
             };
@@ -587,7 +587,7 @@ mod tests {
 
     fn set_callback_vector(d: &Domain, vector: u8) {
         // HVM_PARAM_CALLBACK_IRQ type 2 (vector) in bits 63:56.
-        d.state().params[HvmParam::CallbackIrq.raw() as usize] = 2 << 56 | u64::from(vector);
+        d.lock().params[HvmParam::CallbackIrq.raw() as usize] = 2 << 56 | u64::from(vector);
     }
 
     #[test]
@@ -651,7 +651,7 @@ mod tests {
         m.clear();
         k.sync_vm(&m, &d);
         assert!(m.hvm_sets().is_empty());
-        d.state().shared_info_gfn = Some(0x1f00);
+        d.lock().shared_info_gfn = Some(0x1f00);
         set_callback_vector(&d, 0xf3);
         k.sync_vm(&m, &d);
         assert_eq!(
@@ -669,7 +669,7 @@ mod tests {
     fn test_sync_vm_gsi_callback_gives_kernel_no_vector() {
         let (m, d) = (Mock::default(), domain(1));
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_ALL), 1);
-        d.state().params[HvmParam::CallbackIrq.raw() as usize] = 5; // GSI 5
+        d.lock().params[HvmParam::CallbackIrq.raw() as usize] = 5; // GSI 5
         k.sync_vm(&m, &d);
         let v = m.hvm_sets()[2];
         assert_eq!(unsafe { v.u.vector }, 0);
@@ -684,7 +684,7 @@ mod tests {
         // The guest wrote the hypercall MSR from 32-bit code: KVM latched.
         m.xen_hvm_set_attr(XenHvmAttr::LongMode(false)).unwrap();
         k.observe_call_mode(&m, &d, false);
-        assert!(!d.state().long_mode);
+        assert!(!d.lock().long_mode);
         // A 32-bit call after that is no mismatch: no read.
         m.clear();
         k.observe_call_mode(&m, &d, false);
@@ -697,7 +697,7 @@ mod tests {
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_ALL), 1);
         k.sync_vm(&m, &d);
         k.observe_call_mode(&m, &d, false);
-        assert!(d.state().long_mode);
+        assert!(d.lock().long_mode);
     }
 
     type Rearmed = Arc<Mutex<Vec<(u32, u64)>>>;
@@ -712,9 +712,9 @@ mod tests {
     fn test_sync_vcpu_all_flags_sets_id_info_time_vector() {
         let (m, d) = (Mock::default(), domain(2));
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_ALL), 2);
-        d.state().shared_info_gfn = Some(0x10);
+        d.lock().shared_info_gfn = Some(0x10);
         {
-            let mut st = d.state();
+            let mut st = d.lock();
             st.vcpus[1].upcall_vector = Some(0xf3);
             st.vcpus[1].time_area = Some(GuestArea {
                 addr: 0x3000,
@@ -749,8 +749,8 @@ mod tests {
     fn test_sync_vcpu_5_12_flags_sets_areas_only() {
         let (m, d) = (Mock::default(), domain(1));
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_5_12), 1);
-        d.state().shared_info_gfn = Some(0x10);
-        d.state().vcpus[0].upcall_vector = Some(0xf3);
+        d.lock().shared_info_gfn = Some(0x10);
+        d.lock().vcpus[0].upcall_vector = Some(0xf3);
         let (_, rearm) = timers_rearm();
         k.sync_vcpu(&m, 0, &d, &rearm);
         assert_eq!(
@@ -780,8 +780,8 @@ mod tests {
     fn test_timer_handed_to_kernel_after_virq_bind_with_vector_callback() {
         let (m, d, mem) = (Mock::default(), domain(1), mem());
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_ALL), 1);
-        d.state().shared_info_gfn = Some(0x10);
-        d.state().vcpus[0].upcall_vector = Some(0xf3);
+        d.lock().shared_info_gfn = Some(0x10);
+        d.lock().vcpus[0].upcall_vector = Some(0xf3);
         bind_virq_timer(&k, &mem, 0, 5);
         let (rearmed, rearm) = timers_rearm();
         k.sync_vcpu(&m, 0, &d, &rearm);
@@ -817,8 +817,8 @@ mod tests {
     #[test]
     fn test_timer_stays_in_user_space_with_gsi_callback_or_old_kernel() {
         let (m, d, mem) = (Mock::default(), domain(1), mem());
-        d.state().shared_info_gfn = Some(0x10);
-        d.state().params[HvmParam::CallbackIrq.raw() as usize] = 5;
+        d.lock().shared_info_gfn = Some(0x10);
+        d.lock().params[HvmParam::CallbackIrq.raw() as usize] = 5;
         let (_, rearm) = timers_rearm();
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_ALL), 1);
         bind_virq_timer(&k, &mem, 0, 5);
@@ -856,7 +856,7 @@ mod tests {
     fn test_global_vector_injected_by_kernel_once_vcpu_info_is_its() {
         let (m, d) = (Mock::default(), domain(1));
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_5_12), 1);
-        d.state().shared_info_gfn = Some(0x10);
+        d.lock().shared_info_gfn = Some(0x10);
         set_callback_vector(&d, 0xf3);
         k.sync_vm(&m, &d);
         assert!(!k.kernel_injects_global(0));
@@ -870,7 +870,7 @@ mod tests {
     fn test_runstate_physical_area_handed_over_when_contiguous() {
         let (m, d, mem) = (Mock::default(), domain(1), mem());
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_ALL), 1);
-        d.state().vcpus[0].runstate = Some(GuestArea {
+        d.lock().vcpus[0].runstate = Some(GuestArea {
             addr: 0x4ff1,
             physical: true,
             long_mode: true,
@@ -890,7 +890,7 @@ mod tests {
     fn test_runstate_of_other_layout_stays_in_user_space() {
         let (m, d, mem) = (Mock::default(), domain(1), mem());
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_ALL), 1);
-        d.state().vcpus[0].runstate = Some(GuestArea {
+        d.lock().vcpus[0].runstate = Some(GuestArea {
             addr: 0x4000,
             physical: true,
             long_mode: false,
@@ -910,7 +910,7 @@ mod tests {
     fn test_failed_set_is_not_retried_every_exit() {
         let (m, d) = (Mock::default(), domain(1));
         let k = KernelSync::new(FastPaths::from_flags(FLAGS_5_12), 1);
-        d.state().shared_info_gfn = Some(0xffff_ffff);
+        d.lock().shared_info_gfn = Some(0xffff_ffff);
         *m.fail.lock().unwrap() = Some(14);
         k.sync_vm(&m, &d);
         m.clear();

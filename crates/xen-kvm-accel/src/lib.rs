@@ -65,6 +65,7 @@ use kvm_ioctls::{
     MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, SyncReg, VcpuFd, VmFd,
 };
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use xen_abi::x86::{CR0_PE, EFER_LMA};
 use xen_hypercall::guest::{GuestVirt, PagingRegs};
 use xen_hypercall::page::{self, Trap};
 use xen_hypercall::{
@@ -83,10 +84,6 @@ pub use upcall::KvmUpcall;
 
 /// `kvm_xen_exit.type` of a hypercall exit.
 const KVM_XEN_EXIT_HCALL: u32 = 1;
-/// EFER.LMA.
-const EFER_LMA: u64 = 1 << 10;
-/// CR0.PE.
-const CR0_PE: u64 = 1;
 
 /// Errors of the VMM-side setup (never of the guest).
 #[derive(Debug, thiserror::Error)]
@@ -523,14 +520,12 @@ impl<M: GuestMemoryBackend> XenAccel<M> {
     fn install_page(&self, value: u64, sregs: &kvm_sregs) -> bool {
         let (gpa, index) = (value & !0xfff, value & 0xfff);
         if index != 0 {
-            xen_hypercall::warn_limited!(
-                "hypercall MSR write {value:#x}: page index {index} is not 0"
-            );
+            xen_abi::warn_limited!("hypercall MSR write {value:#x}: page index {index} is not 0");
             return false;
         }
         let stubs = page::build(Trap::Port(self.config.trap_port));
         if self.mem.write_slice(&stubs, GuestAddress(gpa)).is_err() {
-            xen_hypercall::warn_limited!("hypercall MSR write {value:#x}: not guest RAM");
+            xen_abi::warn_limited!("hypercall MSR write {value:#x}: not guest RAM");
             return false;
         }
         self.domain

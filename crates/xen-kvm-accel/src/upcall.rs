@@ -114,7 +114,7 @@ impl LineState {
     fn gsi(&self) -> Option<u32> {
         let per_vcpu = self
             .domain
-            .state()
+            .lock()
             .vcpus
             .first()
             .and_then(|v| v.upcall_vector);
@@ -490,7 +490,7 @@ impl Upcall for KvmUpcall {
     fn raise(&self, vcpu: u32) {
         let per_vcpu = self
             .domain
-            .state()
+            .lock()
             .vcpus
             .get(vcpu as usize)
             .and_then(|v| v.upcall_vector);
@@ -566,8 +566,8 @@ mod tests {
             DomainConfig::new(1, 0x4_0011, map),
             Env::default(),
         ));
-        d.state().shared_info_gfn = Some(SHINFO_GFN);
-        d.state().params[HvmParam::CallbackIrq.raw() as usize] = gsi;
+        d.lock().shared_info_gfn = Some(SHINFO_GFN);
+        d.lock().params[HvmParam::CallbackIrq.raw() as usize] = gsi;
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let m = Arc::new(MockRouting::default());
         let u = KvmUpcall::new(d.clone());
@@ -629,7 +629,7 @@ mod tests {
         u.raise(0);
         assert_eq!(m.irqfds.lock().unwrap().len(), 1, "registered once");
         let (_, old_resample) = fds(&u);
-        d.state().params[HvmParam::CallbackIrq.raw() as usize] = 21;
+        d.lock().params[HvmParam::CallbackIrq.raw() as usize] = 21;
         u.raise(0);
         let (trigger, _) = fds(&u);
         // An EOI of the old line no longer asserts anything.
@@ -654,7 +654,7 @@ mod tests {
     fn test_gsi_line_not_driven_for_other_vcpus_or_with_per_vcpu_vector() {
         let (d, _mem, m, u) = fx(20);
         u.raise(1);
-        d.state().vcpus[0].upcall_vector = Some(0xf3);
+        d.lock().vcpus[0].upcall_vector = Some(0xf3);
         u.raise(0);
         // The per-vCPU vector went out as an MSI (no VM here: nothing).
         assert!(m.irqfds.lock().unwrap().is_empty());

@@ -32,17 +32,17 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use log::{info, warn};
+use log::info;
 
 use crate::pci::{
     self, BAR0_SIZE, BAR1_SIZE, COMMAND_IO, COMMAND_MEMORY, ConfigSpace, REG_BAR0, REG_BAR1,
     REG_COMMAND, REG_INTERRUPT_LINE,
 };
-use crate::ratelimit::RateLimit;
 use crate::unplug::{
     DeviceId, DeviceKind, RegisteredDevice, UnplugMask, UnplugRecord, UnplugRequest, UnplugSource,
 };
 use crate::{Error, Result};
+use xen_abi::ratelimit::RateLimit;
 
 /// First of the fixed legacy I/O ports.
 pub const LEGACY_PORT_BASE: u16 = 0x10;
@@ -484,12 +484,10 @@ impl<E: PlatformEvents> PlatformDevice<E> {
 
     pub(crate) fn bad_access(&mut self, what: &str, offset: u64, len: usize) {
         self.stats.bad_accesses += 1;
-        if let Some(dropped) = self.warn_limit.allow() {
-            if dropped > 0 {
-                warn!("xen-platform: {dropped} similar messages suppressed");
-            }
-            warn!("xen-platform: ignored {what} of {len} bytes at offset {offset:#x}");
-        }
+        xen_abi::warn_limited!(
+            limit = self.warn_limit;
+            "xen-platform: ignored {what} of {len} bytes at offset {offset:#x}"
+        );
     }
 
     fn set_flags(&mut self, value: u8) {
@@ -532,9 +530,10 @@ impl<E: PlatformEvents> PlatformDevice<E> {
         self.stats.unplug_requests += 1;
         if refused {
             self.stats.refused_unplugs += 1;
-            if self.warn_limit.allow().is_some() {
-                warn!("xen-platform: blacklisted drivers asked to unplug {mask}; refused");
-            }
+            xen_abi::warn_limited!(
+                limit = self.warn_limit;
+                "xen-platform: blacklisted drivers asked to unplug {mask}; refused"
+            );
             return;
         }
         self.unplug_mask = self.unplug_mask.union(mask);

@@ -51,7 +51,6 @@
 pub mod bus;
 pub mod device;
 pub mod pci;
-mod ratelimit;
 pub mod state;
 #[cfg(test)]
 mod testing;
