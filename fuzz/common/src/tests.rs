@@ -3,6 +3,7 @@
 
 //! Seed corpora and crash reproducers, replayed on stable.
 
+use super::abi_decode::ABI_KINDS;
 use super::*;
 use replay::{Rng, corpus_dir};
 use std::path::Path;
