@@ -4,9 +4,9 @@
 //! Runs small freestanding guest programs under KVM and collects what they
 //! report. This is the base of the xen-on-kvm conformance suite.
 //!
-//! A guest is a `#![no_std]` Rust program in `guest/bin/<name>.rs`, built by
-//! this crate's build script against the runtime in `guest/rt.rs` and
-//! embedded as [`guests::NAME`](guests). [`Runner`] loads it into a fresh
+//! A guest is a `#![no_std]` Rust program of the `xen-guests` crate
+//! (`crates/xen-guests/guest/bin/<name>.rs`), embedded there and re-exported
+//! here as [`guests::NAME`](guests). [`Runner`] loads it into a fresh
 //! VM (in-kernel irqchip, 64-bit mode, identity paging over 4 GiB, a GDT and
 //! TSS, see [`layout`]), runs it, and returns an [`Outcome`]: the console
 //! text the guest printed and how the run ended.
@@ -22,10 +22,10 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod layout;
 pub mod xen;
 
 pub use xen::{Xen, XenHandle};
+pub use xen_guests::{Guest, guests, layout};
 
 use std::io::Cursor;
 use std::sync::Once;
@@ -51,21 +51,6 @@ pub const STATUS_PANIC: u32 = 0xdead_0001;
 pub const STATUS_EXCEPTION: u32 = 0xdead_0100;
 /// Most console bytes kept from one run; a guest printing more is stopped.
 pub const CONSOLE_LIMIT: usize = 16 << 20;
-
-/// A guest program embedded in this crate.
-#[derive(Clone, Copy, Debug)]
-pub struct Guest {
-    /// Its name (the file stem under `guest/bin/`).
-    pub name: &'static str,
-    /// The linked ELF64 image.
-    pub elf: &'static [u8],
-}
-
-/// The guests built from `guest/bin/`.
-pub mod guests {
-    use super::Guest;
-    include!(concat!(env!("OUT_DIR"), "/guest/index.rs"));
-}
 
 /// Errors of the harness itself (not of the guest).
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! Builds the freestanding guest programs in `guest/bin/` with the host
-//! toolchain and embeds them as ELF images (see `src/guests.rs`).
+//! toolchain and embeds them as ELF images (the `guests` module of `src/lib.rs`).
 //!
 //! Each guest is a `#![no_std]` Rust binary for the host target, linked
 //! statically at 1 MiB against the runtime in `guest/rt.rs`. SSE is turned
