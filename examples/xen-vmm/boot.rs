@@ -16,7 +16,7 @@ use linux_loader::loader::elf::start_info::{
 };
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 use xen_abi::memory::{E820Entry, E820Type};
-use xen_guest_harness::layout;
+use xen_guests::layout;
 
 /// Top of the low RAM window; above it, up to 4 GiB, is the MMIO hole.
 pub(crate) const LOW_RAM_TOP: u64 = 0xc000_0000;
@@ -473,7 +473,7 @@ mod tests {
     #[test]
     fn test_elf_errors_are_messages() {
         let m = mem();
-        let flow = xen_guest_harness::guests::FLOW.elf;
+        let flow = xen_guests::guests::FLOW.elf;
         let ok = load_elf(&m, flow).unwrap();
         assert!(matches!(ok.entry, Entry::Pvh(_)), "{:?}", ok.entry);
         for (bytes, needle) in [

@@ -21,9 +21,10 @@ use std::time::Instant;
 
 use kvm_bindings::{
     CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_RESET, kvm_pit_config,
+    kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 use xen_abi::sched::ShutdownReason;
@@ -112,9 +113,20 @@ fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap, String> {
     ranges.sort_by_key(|r| r.0);
     let mem = GuestMemoryMmap::from_ranges(&ranges)
         .map_err(|e| format!("cannot allocate {ram} bytes of guest memory: {e}"))?;
-    // SAFETY: the VMM keeps `mem` (and clones of it) until the process
-    // exits, which ends the VM.
-    unsafe { xen_guest_harness::map_memory(vm, &mem) }.map_err(|e| e.to_string())?;
+    for (slot, region) in mem.iter().enumerate() {
+        let slot = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the region stays mapped while `mem` or a clone of it
+        // lives, and the VMM keeps one until the process exits, which ends
+        // the VM.
+        unsafe { vm.set_user_memory_region(slot) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
     Ok(mem)
 }
 
@@ -257,7 +269,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
             boot::load_bzimage(&mem, bytes, &e820, cmdline, initrd.as_deref(), o.memory)
                 .map_err(|e| format!("cannot load {}: {e}", p.display()))?
         }
-        _ => boot::load_elf(&mem, xen_guest_harness::guests::FLOW.elf)
+        _ => boot::load_elf(&mem, xen_guests::guests::FLOW.elf)
             .map_err(|e| format!("the embedded guest: {e}"))?,
     };
     let start_info = match loaded.entry {
