@@ -5,6 +5,7 @@
 //! special pages reserved), ELF32/ELF64 kernels with or without a PVH
 //! note, Linux bzImages, `hvm_start_info` and `boot_params`.
 
+use anyhow::{Context, Result, anyhow, bail};
 use std::io::Cursor;
 
 use kvm_bindings::{kvm_regs, kvm_sregs};
@@ -106,23 +107,23 @@ pub(crate) struct Loaded {
     pub(crate) end: u64,
 }
 
-fn rd<const N: usize>(b: &[u8], off: u64) -> Result<[u8; N], String> {
+fn rd<const N: usize>(b: &[u8], off: u64) -> Result<[u8; N]> {
     usize::try_from(off)
         .ok()
         .and_then(|o| b.get(o..o.checked_add(N)?))
         .map(|s| s.try_into().expect("N bytes"))
-        .ok_or_else(|| format!("truncated: needs {N} bytes at offset {off:#x}"))
+        .with_context(|| format!("truncated: needs {N} bytes at offset {off:#x}"))
 }
 
-fn u16_at(b: &[u8], off: u64) -> Result<u64, String> {
+fn u16_at(b: &[u8], off: u64) -> Result<u64> {
     Ok(u16::from_le_bytes(rd(b, off)?).into())
 }
 
-fn u32_at(b: &[u8], off: u64) -> Result<u64, String> {
+fn u32_at(b: &[u8], off: u64) -> Result<u64> {
     Ok(u32::from_le_bytes(rd(b, off)?).into())
 }
 
-fn u64_at(b: &[u8], off: u64) -> Result<u64, String> {
+fn u64_at(b: &[u8], off: u64) -> Result<u64> {
     Ok(u64::from_le_bytes(rd(b, off)?))
 }
 
@@ -138,21 +139,21 @@ struct Phdr {
 /// Loads an ELF32 or ELF64 x86 image at its physical addresses; finds the
 /// Xen PVH entry note. Every field is checked against the file and guest
 /// RAM: a bad image is an error message, never a panic.
-pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, String> {
+pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded> {
     if image.get(..4) != Some(b"\x7fELF") {
-        return Err("not an ELF file (bad magic)".into());
+        bail!("not an ELF file (bad magic)");
     }
     let class64 = match rd::<1>(image, 4)?[0] {
         1 => false,
         2 => true,
-        c => return Err(format!("unknown ELF class {c}")),
+        c => bail!("unknown ELF class {c}"),
     };
     if rd::<1>(image, 5)?[0] != 1 {
-        return Err("not a little-endian ELF file".into());
+        bail!("not a little-endian ELF file");
     }
     let machine = u16_at(image, 18)?;
     if machine != if class64 { 62 } else { 3 } {
-        return Err(format!("ELF machine {machine} is not x86"));
+        bail!("ELF machine {machine} is not x86");
     }
     let (entry, phoff, phentsize, phnum) = if class64 {
         (
@@ -170,7 +171,7 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
         )
     };
     if phnum == 0 || phentsize < if class64 { 56 } else { 32 } {
-        return Err("ELF file has no usable program headers".into());
+        bail!("ELF file has no usable program headers");
     }
     let mut pvh = None;
     let mut end = 0u64;
@@ -178,7 +179,7 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
     for i in 0..phnum {
         let at = phoff
             .checked_add(i * phentsize)
-            .ok_or("program header offset overflows")?;
+            .context("program header offset overflows")?;
         let p = if class64 {
             Phdr {
                 kind: u32_at(image, at)?,
@@ -200,7 +201,7 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
             .ok()
             .zip(usize::try_from(p.filesz).ok())
             .and_then(|(o, n)| image.get(o..o.checked_add(n)?))
-            .ok_or_else(|| {
+            .with_context(|| {
                 format!(
                     "truncated: segment {i} needs bytes {:#x}+{:#x} of a {:#x}-byte file",
                     p.offset,
@@ -211,7 +212,7 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
         match p.kind {
             1 => {
                 if p.filesz > p.memsz {
-                    return Err(format!("segment {i}: file size exceeds memory size"));
+                    bail!("segment {i}: file size exceeds memory size");
                 }
                 // Below 1 MiB live the boot structures (and firmware on a
                 // real machine).
@@ -220,13 +221,14 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
                         .checked_add(p.memsz)
                         .is_some_and(|e| ram_end_ok(mem, p.paddr, e));
                 if !fits {
-                    return Err(format!(
+                    bail!(
                         "segment {i} at {:#x}+{:#x} does not fit in guest RAM",
-                        p.paddr, p.memsz
-                    ));
+                        p.paddr,
+                        p.memsz
+                    );
                 }
                 mem.write_slice(data, GuestAddress(p.paddr))
-                    .map_err(|e| format!("segment {i}: {e}"))?;
+                    .with_context(|| format!("segment {i}"))?;
                 // The rest of the segment (.bss) is zero, in chunks: its
                 // size comes from the file.
                 let zeros = [0u8; 4096];
@@ -234,7 +236,7 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
                 while at < p.paddr + p.memsz {
                     let n = (p.paddr + p.memsz - at).min(zeros.len() as u64);
                     mem.write_slice(&zeros[..n as usize], GuestAddress(at))
-                        .map_err(|e| format!("segment {i}: {e}"))?;
+                        .with_context(|| format!("segment {i}"))?;
                     at += n;
                 }
                 end = end.max(p.paddr + p.memsz);
@@ -245,7 +247,7 @@ pub(crate) fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<Loaded, St
         }
     }
     if loaded == 0 {
-        return Err("ELF file has no loadable segment".into());
+        bail!("ELF file has no loadable segment");
     }
     let entry = match (pvh, class64) {
         (Some(e), _) => Entry::Pvh(e),
@@ -266,7 +268,7 @@ fn ram_end_ok(mem: &GuestMemoryMmap, start: u64, end: u64) -> bool {
 }
 
 /// The `XEN_ELFNOTE_PHYS32_ENTRY` in a note segment, if any.
-fn pvh_note(notes: &[u8]) -> Result<Option<u64>, String> {
+fn pvh_note(notes: &[u8]) -> Result<Option<u64>> {
     let mut off = 0u64;
     let len = notes.len() as u64;
     while off + 12 <= len {
@@ -277,7 +279,7 @@ fn pvh_note(notes: &[u8]) -> Result<Option<u64>, String> {
         let desc = name + namesz.next_multiple_of(4);
         let next = desc + descsz.next_multiple_of(4);
         if next > len {
-            return Err("truncated ELF note".into());
+            bail!("truncated ELF note");
         }
         if kind == XEN_ELFNOTE_PHYS32_ENTRY
             && notes.get(name as usize..(name + namesz) as usize) == Some(b"Xen\0")
@@ -285,7 +287,7 @@ fn pvh_note(notes: &[u8]) -> Result<Option<u64>, String> {
             return match descsz {
                 4 => Ok(Some(u32_at(notes, desc)?)),
                 8 => Ok(Some(u64_at(notes, desc)?)),
-                n => Err(format!("PVH entry note has a {n}-byte address")),
+                n => Err(anyhow!("PVH entry note has a {n}-byte address")),
             };
         }
         off = next;
@@ -293,19 +295,19 @@ fn pvh_note(notes: &[u8]) -> Result<Option<u64>, String> {
     Ok(None)
 }
 
-fn write<T: ByteValued>(mem: &GuestMemoryMmap, v: T, at: u64) -> Result<(), String> {
+fn write<T: ByteValued>(mem: &GuestMemoryMmap, v: T, at: u64) -> Result<()> {
     mem.write_obj(v, GuestAddress(at))
-        .map_err(|e| format!("cannot write boot data at {at:#x}: {e}"))
+        .with_context(|| format!("cannot write boot data at {at:#x}"))
 }
 
-fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<(), String> {
+fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<()> {
     if cmdline.len() >= CMDLINE_MAX || cmdline.contains('\0') {
-        return Err("the command line is too long or holds a NUL".into());
+        bail!("the command line is too long or holds a NUL");
     }
     let mut b = cmdline.as_bytes().to_vec();
     b.push(0);
     mem.write_slice(&b, GuestAddress(CMDLINE))
-        .map_err(|e| format!("command line: {e}"))
+        .context("command line")
 }
 
 /// Places `initrd` page-aligned after `after`; returns its address.
@@ -314,17 +316,17 @@ pub(crate) fn place_initrd(
     initrd: &[u8],
     after: u64,
     ram: u64,
-) -> Result<u64, String> {
+) -> Result<u64> {
     let at = after.next_multiple_of(1 << 21);
     let top = ram_ranges(ram)[0].1;
     if at.saturating_add(initrd.len() as u64) > top {
-        return Err(format!(
+        bail!(
             "the initrd ({} bytes) does not fit in low RAM after the kernel",
             initrd.len()
-        ));
+        );
     }
     mem.write_slice(initrd, GuestAddress(at))
-        .map_err(|e| format!("initrd: {e}"))?;
+        .context("initrd")?;
     Ok(at)
 }
 
@@ -335,7 +337,7 @@ pub(crate) fn write_start_info(
     map: &[E820Entry],
     cmdline: &str,
     initrd: Option<(u64, u64)>,
-) -> Result<u64, String> {
+) -> Result<u64> {
     write_cmdline(mem, cmdline)?;
     for (i, e) in map.iter().enumerate() {
         let entry = hvm_memmap_table_entry {
@@ -379,10 +381,10 @@ pub(crate) fn load_bzimage(
     cmdline: &str,
     initrd: Option<&[u8]>,
     ram: u64,
-) -> Result<Loaded, String> {
+) -> Result<Loaded> {
     let r = BzImage::load(mem, None, &mut Cursor::new(image), None)
-        .map_err(|e| format!("not a loadable bzImage: {e}"))?;
-    let mut hdr = r.setup_header.ok_or("the bzImage has no setup header")?;
+        .context("not a loadable bzImage")?;
+    let mut hdr = r.setup_header.context("the bzImage has no setup header")?;
     write_cmdline(mem, cmdline)?;
     hdr.type_of_loader = 0xff;
     hdr.cmd_line_ptr = CMDLINE as u32;
@@ -399,7 +401,7 @@ pub(crate) fn load_bzimage(
         ..Default::default()
     };
     if map.len() > params.e820_table.len() {
-        return Err("too many e820 entries".into());
+        bail!("too many e820 entries");
     }
     for (i, e) in map.iter().enumerate() {
         params.e820_table[i].addr = e.addr;
@@ -420,10 +422,10 @@ pub(crate) fn boot_regs(
     entry: Entry,
     start_info: u64,
     sregs: &mut kvm_sregs,
-) -> Result<kvm_regs, String> {
+) -> Result<kvm_regs> {
     // The GDT (and, for 64-bit entries, the identity map) of the harness
     // layout: low pages below START_INFO.
-    layout::write_tables(mem).map_err(|e| format!("boot tables: {e}"))?;
+    layout::write_tables(mem).context("boot tables")?;
     let mut regs = kvm_regs {
         rflags: 2,
         ..Default::default()
@@ -482,14 +484,19 @@ mod tests {
             (&flow[..flow.len() / 2], "truncated"),
             (&b"\x7fELF\x03\x01"[..], "class"),
         ] {
-            let e = load_elf(&m, bytes).unwrap_err();
+            let e = format!("{:#}", load_elf(&m, bytes).unwrap_err());
             assert!(e.contains(needle), "{e}");
         }
         // A segment outside RAM.
         let mut far = flow.to_vec();
         let phoff = u64_at(&far, 32).unwrap() as usize;
         far[phoff + 24..phoff + 32].copy_from_slice(&(1u64 << 40).to_le_bytes());
-        assert!(load_elf(&m, &far).unwrap_err().contains("does not fit"));
+        assert!(
+            load_elf(&m, &far)
+                .unwrap_err()
+                .to_string()
+                .contains("does not fit")
+        );
     }
 
     #[test]
@@ -503,8 +510,14 @@ mod tests {
             v.extend_from_slice(desc);
             v
         };
-        assert_eq!(pvh_note(&note(&0x1234u32.to_le_bytes())), Ok(Some(0x1234)));
-        assert_eq!(pvh_note(&note(&0x5678u64.to_le_bytes())), Ok(Some(0x5678)));
+        assert_eq!(
+            pvh_note(&note(&0x1234u32.to_le_bytes())).unwrap(),
+            Some(0x1234)
+        );
+        assert_eq!(
+            pvh_note(&note(&0x5678u64.to_le_bytes())).unwrap(),
+            Some(0x5678)
+        );
         assert!(pvh_note(&note(&[1, 2])).is_err());
         assert!(pvh_note(&note(&0x1234u32.to_le_bytes())[..18]).is_err());
     }

@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             status
         }
         Err(e) => {
-            eprintln!("xen-vmm: error: {e}");
+            eprintln!("xen-vmm: error: {e:#}");
             1
         }
     };

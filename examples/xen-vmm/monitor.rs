@@ -13,6 +13,7 @@
 //! ok
 //! ```
 
+use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -108,10 +109,10 @@ pub(crate) fn serve(
     mem: GuestMemoryMmap,
     stop: crate::vm::StopTx,
     options: Options,
-) -> Result<(), String> {
+) -> Result<()> {
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
     thread::Builder::new()
         .name("monitor".into())
         .spawn(move || {
@@ -122,6 +123,6 @@ pub(crate) fn serve(
                     .spawn(move || client(stream, c, m, s, o));
             }
         })
-        .map_err(|e| format!("cannot start the monitor: {e}"))?;
+        .context("cannot start the monitor")?;
     Ok(())
 }

@@ -25,6 +25,7 @@
 //! point the guest at a pin the PIT never drives. Change [`TIMER_PIN`] if
 //! the VMM ever routes GSI 0 elsewhere.
 
+use anyhow::{Context, Result, bail};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// The MP floating pointer structure (16-byte aligned, in 0xf0000-0xfffff,
@@ -170,7 +171,7 @@ impl Entries {
 }
 
 /// The configuration table (header and entries) for `cpus` vCPUs.
-fn config_table(cpus: u8) -> Result<Vec<u8>, String> {
+fn config_table(cpus: u8) -> Result<Vec<u8>> {
     let mut t = Entries {
         bytes: vec![0; HEADER_LEN],
         count: 0,
@@ -222,7 +223,7 @@ fn config_table(cpus: u8) -> Result<Vec<u8>, String> {
 
     let mut b = t.bytes;
     let len = u16::try_from(b.len())
-        .map_err(|_| format!("the MP table ({} bytes) is too long", b.len()))?;
+        .with_context(|| format!("the MP table ({} bytes) is too long", b.len()))?;
     b[0..4].copy_from_slice(b"PCMP");
     b[4..6].copy_from_slice(&len.to_le_bytes());
     b[6] = SPEC_REV;
@@ -253,23 +254,23 @@ fn floating_pointer(table: u32) -> [u8; FLOATING_LEN] {
 
 /// Writes the MP floating pointer and configuration table for `cpus`
 /// vCPUs at [`MPTABLE_START`].
-pub(crate) fn write_mptable(mem: &GuestMemoryMmap, cpus: u32) -> Result<(), String> {
+pub(crate) fn write_mptable(mem: &GuestMemoryMmap, cpus: u32) -> Result<()> {
     let n = u8::try_from(cpus)
         .ok()
         .filter(|&n| (1..=MAX_CPUS).contains(&u32::from(n)))
-        .ok_or_else(|| format!("the MP table takes 1 to {MAX_CPUS} vCPUs, not {cpus}"))?;
+        .with_context(|| format!("the MP table takes 1 to {MAX_CPUS} vCPUs, not {cpus}"))?;
     let table = config_table(n)?;
     let end = CONFIG_START + table.len() as u64;
     if end > BIOS_END {
-        return Err(format!(
+        bail!(
             "the MP table ({} bytes at {CONFIG_START:#x}) does not fit below {BIOS_END:#x}",
             table.len()
-        ));
+        );
     }
     let write = |bytes: &[u8], at: u64| {
-        mem.write_slice(bytes, GuestAddress(at)).map_err(|e| {
+        mem.write_slice(bytes, GuestAddress(at)).with_context(|| {
             format!(
-                "cannot write the MP table ({} bytes at {at:#x}): {e}",
+                "cannot write the MP table ({} bytes at {at:#x})",
                 bytes.len()
             )
         })
@@ -475,17 +476,17 @@ mod tests {
     fn test_errors_are_messages() {
         let m = mem();
         for cpus in [0, 255, 256, u32::MAX] {
-            let e = write_mptable(&m, cpus).unwrap_err();
+            let e = format!("{:#}", write_mptable(&m, cpus).unwrap_err());
             assert!(e.contains("1 to 254"), "{e}");
         }
         assert!(scan(&m).is_empty(), "nothing written on error");
         // Memory that ends below the BIOS area.
         let small = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x8_0000)]).unwrap();
-        let e = write_mptable(&small, 1).unwrap_err();
+        let e = format!("{:#}", write_mptable(&small, 1).unwrap_err());
         assert!(e.contains("cannot write the MP table"), "{e}");
         // Memory that ends inside the table.
         let short = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0xf_0100)]).unwrap();
-        let e = write_mptable(&short, 4).unwrap_err();
+        let e = format!("{:#}", write_mptable(&short, 4).unwrap_err());
         assert!(e.contains("cannot write the MP table"), "{e}");
     }
 

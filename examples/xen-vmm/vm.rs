@@ -12,6 +12,7 @@
 //! hypercall and event-channel code write through). The BAR stays where
 //! the VMM assigned it; a guest that moves it loses that backing.
 
+use anyhow::{Context, Result, anyhow};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -94,16 +95,16 @@ impl DomainEvents for Guest {
     }
 }
 
-fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> String {
-    move |e| format!("KVM ioctl {what} failed: {e}")
+fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> anyhow::Error {
+    move |e| anyhow!(e).context(format!("KVM ioctl {what} failed"))
 }
 
-fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 /// Guest memory: RAM, BAR1, the special pages; each a KVM slot.
-fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap, String> {
+fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap> {
     let mut ranges: Vec<(GuestAddress, usize)> = boot::ram_ranges(ram)
         .into_iter()
         .map(|(s, l)| (GuestAddress(s), l as usize))
@@ -112,7 +113,7 @@ fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap, String> {
     ranges.push((GuestAddress(SPECIAL_PAGES), SPECIAL_PAGES_SIZE as usize));
     ranges.sort_by_key(|r| r.0);
     let mem = GuestMemoryMmap::from_ranges(&ranges)
-        .map_err(|e| format!("cannot allocate {ram} bytes of guest memory: {e}"))?;
+        .with_context(|| format!("cannot allocate {ram} bytes of guest memory"))?;
     for (slot, region) in mem.iter().enumerate() {
         let slot = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -162,7 +163,7 @@ fn trace_line(vcpu: u32, call: &Hypercall, r: HcResult) -> String {
 
 /// Runs the VM until it stops; the caller turns the answer into an exit
 /// status.
-pub(crate) fn run(o: &Options) -> Result<Stop, String> {
+pub(crate) fn run(o: &Options) -> Result<Stop> {
     let started = Instant::now();
     // Files first: a missing image is reported before any KVM work.
     let image = match &o.image {
@@ -175,7 +176,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
         None => None,
     };
     let out = Output::default();
-    let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
+    let kvm = Kvm::new().context("cannot open /dev/kvm")?;
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let mem = memory(&vm, o.memory)?;
     vm.create_irq_chip()
@@ -210,7 +211,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
                 ..Env::default()
             };
             let stack: XenStack<GuestMemoryMmap> =
-                XenStack::new(config, env, true).map_err(|e| format!("Xen setup: {e}"))?;
+                XenStack::new(config, env, true).context("Xen setup")?;
             let caps = Caps::probe(&kvm);
             let mut accel = XenAccel::new(
                 &caps,
@@ -221,21 +222,9 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
                 stack.domain.clone(),
                 stack.dispatcher.clone(),
                 mem.clone(),
-            )
-            .map_err(|e| {
-                let mut m = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    m = format!("{m}: {s}");
-                    src = s.source();
-                }
-                m
-            })?;
-            accel.setup_vm(&vm).map_err(|e| format!("Xen setup: {e}"))?;
-            stack
-                .upcall
-                .attach(&kvm, &vm)
-                .map_err(|e| format!("Xen upcalls: {e}"))?;
+            )?;
+            accel.setup_vm(&vm).context("Xen setup")?;
+            stack.upcall.attach(&kvm, &vm).context("Xen upcalls")?;
             accel.set_upcall(stack.upcall.clone());
             if o.trace {
                 accel.set_trace(Box::new(|v, c, r| eprintln!("{}", trace_line(v, c, r))));
@@ -263,14 +252,13 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
     let cmdline = o.cmdline.as_str();
     let loaded = match (&o.image, &image) {
         (Image::Elf(p), Some(bytes)) => {
-            boot::load_elf(&mem, bytes).map_err(|e| format!("cannot load {}: {e}", p.display()))?
+            boot::load_elf(&mem, bytes).with_context(|| format!("cannot load {}", p.display()))?
         }
         (Image::Kernel(p), Some(bytes)) => {
             boot::load_bzimage(&mem, bytes, &e820, cmdline, initrd.as_deref(), o.memory)
-                .map_err(|e| format!("cannot load {}: {e}", p.display()))?
+                .with_context(|| format!("cannot load {}", p.display()))?
         }
-        _ => boot::load_elf(&mem, xen_guests::guests::FLOW.elf)
-            .map_err(|e| format!("the embedded guest: {e}"))?,
+        _ => boot::load_elf(&mem, xen_guests::guests::FLOW.elf).context("the embedded guest")?,
     };
     let start_info = match loaded.entry {
         Entry::Linux64(_) => 0x6000,
@@ -299,9 +287,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
         let mut cpuid = supported.clone();
         set_apic_id(&mut cpuid, id);
         if let Some((_, _, leaves)) = &xen {
-            leaves
-                .apply(&mut cpuid, id)
-                .map_err(|e| format!("Xen CPUID leaves: {e}"))?;
+            leaves.apply(&mut cpuid, id).context("Xen CPUID leaves")?;
         }
         vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
         if id == 0 {
@@ -313,17 +299,14 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
         if let Some((stack, accel, _)) = &xen {
             accel.setup_vcpu(&mut vcpu);
             if id == 0 {
-                stack
-                    .clock
-                    .calibrate(&vcpu)
-                    .map_err(|e| format!("TSC calibration: {e}"))?;
+                stack.clock.calibrate(&vcpu).context("TSC calibration")?;
             }
         }
         vcpus.push(vcpu);
     }
 
     // Devices, with the serial interrupt on an irqfd.
-    let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+    let serial_irq = EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .map_err(kvm_err("KVM_IRQFD"))?;
     let devices = Arc::new(Devices::new(
@@ -342,7 +325,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
     // KVM injects a pending Xen callback vector it owns (kernel path).
     let threads: Arc<Mutex<Vec<libc::pthread_t>>> = Arc::default();
     register_signal_handler(SIGRTMIN(), kick_handler)
-        .map_err(|e| format!("cannot install the vCPU kick signal: {e}"))?;
+        .context("cannot install the vCPU kick signal")?;
     if let Some((stack, _, _)) = &xen {
         let threads = threads.clone();
         stack.upcall.set_kicker(Box::new(move |vcpu| {
@@ -377,7 +360,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop, String> {
                 stopping.store(true, Ordering::SeqCst);
                 send_stop(&tx, stop);
             })
-            .map_err(|e| format!("cannot start a vCPU thread: {e}"))?;
+            .context("cannot start a vCPU thread")?;
         threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
