@@ -27,9 +27,7 @@ mod options;
 mod rtc;
 mod vm;
 
-use std::process::ExitCode;
-
-use options::{Parsed, USAGE};
+use options::Options;
 use vm::Stop;
 use xen_abi::sched::ShutdownReason;
 
@@ -79,18 +77,8 @@ fn outcome(stop: &Stop) -> (u8, String) {
     }
 }
 
-fn main() -> ExitCode {
-    let options = match options::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(o)) => o,
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("xen-vmm: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn main() {
+    let options = Options::from_env();
     let code = match vm::run(&options) {
         Ok(stop) => {
             let (status, msg) = outcome(&stop);

@@ -166,7 +166,7 @@ fn trace_line(vcpu: u32, call: &Hypercall, r: HcResult) -> String {
 pub(crate) fn run(o: &Options) -> Result<Stop> {
     let started = Instant::now();
     // Files first: a missing image is reported before any KVM work.
-    let image = match &o.image {
+    let image = match &o.image() {
         Image::Embedded => None,
         Image::Elf(p) => Some(read_file(p, "ELF image")?),
         Image::Kernel(p) => Some(read_file(p, "kernel")?),
@@ -250,7 +250,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
 
     // The image.
     let cmdline = o.cmdline.as_str();
-    let loaded = match (&o.image, &image) {
+    let loaded = match (&o.image(), &image) {
         (Image::Elf(p), Some(bytes)) => {
             boot::load_elf(&mem, bytes).with_context(|| format!("cannot load {}", p.display()))?
         }
