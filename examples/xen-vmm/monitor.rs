@@ -24,7 +24,7 @@ use vm_memory::GuestMemoryMmap;
 use xen_evtchn::EventChannels;
 
 use crate::options::Options;
-use crate::vm::{Stop, send_stop};
+use crate::vm::{Stop, Stopper};
 
 const HELP: &str = "commands: info, evtchn-list, evtchn-inject PORT, quit, help";
 
@@ -83,7 +83,7 @@ fn client(
     stream: UnixStream,
     channels: Option<Arc<EventChannels>>,
     mem: GuestMemoryMmap,
-    stop: crate::vm::StopTx,
+    stop: Stopper,
     options: Options,
 ) {
     let Ok(mut out) = stream.try_clone() else {
@@ -96,7 +96,7 @@ fn client(
             return;
         }
         if let Some(s) = action {
-            send_stop(&stop, s);
+            stop.stop(s);
             return;
         }
     }
@@ -107,7 +107,7 @@ pub(crate) fn serve(
     path: &Path,
     channels: Option<Arc<EventChannels>>,
     mem: GuestMemoryMmap,
-    stop: crate::vm::StopTx,
+    stop: Stopper,
     options: Options,
 ) -> Result<()> {
     let _ = std::fs::remove_file(path);

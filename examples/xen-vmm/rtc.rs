@@ -14,11 +14,14 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
+use vm_device::MutDevicePio;
+use vm_device::bus::{PioAddress, PioAddressOffset};
 
-/// The index port; bit 7 of a write is the NMI-disable bit.
-pub(crate) const INDEX_PORT: u16 = 0x70;
-/// The data port.
-pub(crate) const DATA_PORT: u16 = 0x71;
+/// The first port (index; bit 7 of a write is the NMI-disable bit), then
+/// the data port.
+pub(crate) const PORT: u16 = 0x70;
+const INDEX: u16 = 0;
+const DATA: u16 = 1;
 
 const SECONDS: u8 = 0x00;
 const MINUTES: u8 = 0x02;
@@ -87,11 +90,10 @@ impl Cmos {
         }))
     }
 
-    /// A read of `port` (one byte).
-    pub(crate) fn read(&mut self, port: u16) -> u8 {
-        match port {
-            INDEX_PORT => self.index,
-            DATA_PORT => {
+    fn read(&mut self, offset: u16) -> u8 {
+        match offset {
+            INDEX => self.index,
+            DATA => {
                 let reg = self.index;
                 match self.time_register(reg) {
                     Some(v) => v,
@@ -103,11 +105,10 @@ impl Cmos {
         }
     }
 
-    /// A write of `value` to `port`.
-    pub(crate) fn write(&mut self, port: u16, value: u8) {
-        match port {
-            INDEX_PORT => self.index = value & 0x7f,
-            DATA_PORT => {
+    fn write(&mut self, offset: u16, value: u8) {
+        match offset {
+            INDEX => self.index = value & 0x7f,
+            DATA => {
                 let reg = self.index;
                 // The clock, its status registers and the flags stay ours.
                 if self.time_register(reg).is_none() && !matches!(reg, REG_A..=REG_D) {
@@ -119,13 +120,28 @@ impl Cmos {
     }
 }
 
+impl MutDevicePio for Cmos {
+    fn pio_read(&mut self, _: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
+        data.fill(0xff);
+        if let Some(b) = data.first_mut() {
+            *b = self.read(offset);
+        }
+    }
+
+    fn pio_write(&mut self, _: PioAddress, offset: PioAddressOffset, data: &[u8]) {
+        if let Some(&b) = data.first() {
+            self.write(offset, b);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn read(c: &mut Cmos, reg: u8) -> u8 {
-        c.write(INDEX_PORT, reg | 0x80);
-        c.read(DATA_PORT)
+        c.write(INDEX, reg | 0x80);
+        c.read(DATA)
     }
 
     #[test]
@@ -152,18 +168,18 @@ mod tests {
         assert_eq!(read(&mut c, REG_B), REG_B_VALUE);
         assert_eq!(read(&mut c, REG_D), REG_D_VALUE);
         // The index keeps 7 bits (bit 7 is NMI disable).
-        c.write(INDEX_PORT, 0xff);
-        assert_eq!(c.read(INDEX_PORT), 0x7f);
+        c.write(INDEX, 0xff);
+        assert_eq!(c.read(INDEX), 0x7f);
         // Plain CMOS RAM stores; clock and status registers do not.
-        c.write(INDEX_PORT, 0x40);
-        c.write(DATA_PORT, 0x5a);
+        c.write(INDEX, 0x40);
+        c.write(DATA, 0x5a);
         assert_eq!(read(&mut c, 0x40), 0x5a);
-        c.write(INDEX_PORT, REG_B);
-        c.write(DATA_PORT, 0xff);
-        c.write(INDEX_PORT, SECONDS);
-        c.write(DATA_PORT, 0x59);
+        c.write(INDEX, REG_B);
+        c.write(DATA, 0xff);
+        c.write(INDEX, SECONDS);
+        c.write(DATA, 0x59);
         assert_eq!(read(&mut c, REG_B), REG_B_VALUE);
         assert_eq!(read(&mut c, SECONDS), 0x00);
-        assert_eq!(c.read(0x72), 0xff, "not our port");
+        assert_eq!(c.read(2), 0xff, "not our register");
     }
 }

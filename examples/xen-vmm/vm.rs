@@ -13,11 +13,11 @@
 //! the VMM assigned it; a guest that moves it loses that backing.
 
 use anyhow::{Context, Result, anyhow};
-use std::os::unix::thread::JoinHandleExt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use kvm_bindings::{
@@ -27,7 +27,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use xen_abi::sched::ShutdownReason;
 use xen_cpuid::{XenCpuid, XenCpuidConfig};
 use xen_hypercall::env::{Console, DomainEvents};
@@ -38,7 +38,7 @@ use xen_kvm_accel::{Caps, XenAccel, XenConfig};
 use crate::boot::{
     self, Entry, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES, SPECIAL_PAGES_SIZE,
 };
-use crate::devices::{COM1_IRQ, Devices, Output, Request};
+use crate::devices::{Bus, COM1_IRQ, Output};
 use crate::options::{Image, Options};
 use crate::{monitor, mptable};
 
@@ -60,23 +60,60 @@ pub(crate) enum Stop {
     Error(String),
 }
 
-/// Where stop requests go (the main thread waits on the other end).
-pub(crate) type StopTx = Arc<Mutex<Sender<Stop>>>;
-
-/// Asks the main thread to end the VM.
-pub(crate) fn send_stop(tx: &StopTx, stop: Stop) {
-    let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(stop);
+/// Ends the VM: the main thread waits for the first stop.
+#[derive(Clone)]
+pub(crate) struct Stopper {
+    tx: Sender<Stop>,
+    stopping: Arc<AtomicBool>,
+    deferred: Arc<Mutex<Option<Stop>>>,
 }
 
-/// A stop decided inside a hypercall, handed over by the vCPU thread once
-/// the call has returned (so its trace line is complete).
-type PendingStop = Arc<Mutex<Option<Stop>>>;
+impl Stopper {
+    pub(crate) fn new() -> (Self, Receiver<Stop>) {
+        let (tx, rx) = mpsc::channel();
+        let stopping = Arc::default();
+        let deferred = Arc::default();
+        (
+            Self {
+                tx,
+                stopping,
+                deferred,
+            },
+            rx,
+        )
+    }
+
+    /// Ends the VM now.
+    pub(crate) fn stop(&self, stop: Stop) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(stop);
+    }
+
+    /// Ends the VM once the exit being handled is done (a hypercall's
+    /// trace line is then complete): no vCPU re-enters the guest, and the
+    /// next vCPU thread to look reports the stop.
+    pub(crate) fn defer(&self, stop: Stop) {
+        let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        d.get_or_insert(stop);
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn take_deferred(&self) -> Option<Stop> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
 
 /// `console_io` output, and shutdown requests.
 struct Guest {
     out: Output,
-    pending: PendingStop,
-    stopping: Arc<AtomicBool>,
+    stop: Stopper,
 }
 
 impl Console for Guest {
@@ -87,11 +124,8 @@ impl Console for Guest {
 
 impl DomainEvents for Guest {
     fn shutdown(&self, reason: ShutdownReason, code: Option<u32>) {
-        // No vCPU re-enters the guest after this (as Xen deschedules them);
-        // the calling vCPU's thread reports the stop when the call returns.
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.get_or_insert(Stop::Shutdown(reason, code));
-        self.stopping.store(true, Ordering::SeqCst);
+        // No vCPU re-enters the guest after this (as Xen deschedules them).
+        self.stop.defer(Stop::Shutdown(reason, code));
     }
 }
 
@@ -190,10 +224,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     // CPUs, the IOAPIC and interrupt routing for guests without ACPI.
     mptable::write_mptable(&mem, o.cpus)?;
 
-    let (stop_tx, stop_rx) = mpsc::channel();
-    let stop_tx: StopTx = Arc::new(Mutex::new(stop_tx));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let pending: PendingStop = Arc::default();
+    let (stop, stop_rx) = Stopper::new();
 
     // Xen: CPUID leaves, the domain, the dispatcher, the accelerator.
     let xen = match o.xen {
@@ -201,8 +232,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
         Some(version) => {
             let guest = Arc::new(Guest {
                 out: out.clone(),
-                pending: pending.clone(),
-                stopping: stopping.clone(),
+                stop: stop.clone(),
             });
             let config = DomainConfig::new(o.cpus, version.raw(), e820.clone());
             let env = Env {
@@ -309,64 +339,50 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     let serial_irq = EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .map_err(kvm_err("KVM_IRQFD"))?;
-    let devices = Arc::new(Devices::new(
-        out.clone(),
+    let bus = Arc::new(Bus::new(
+        &out,
         serial_irq,
+        stop.clone(),
         xen.is_some(),
         o.trace,
-    ));
+    )?);
 
     if let Some(path) = &o.monitor {
         let channels = xen.as_ref().map(|(s, _, _)| s.channels.clone());
-        monitor::serve(path, channels, mem.clone(), stop_tx.clone(), o.clone())?;
+        monitor::serve(path, channels, mem.clone(), stop.clone(), o.clone())?;
     }
 
     // A kick makes a vCPU thread leave KVM_RUN (EINTR) and re-enter, where
     // KVM injects a pending Xen callback vector it owns (kernel path).
-    let threads: Arc<Mutex<Vec<libc::pthread_t>>> = Arc::default();
+    // The threads are never joined: the process exits with the VM.
+    let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     register_signal_handler(SIGRTMIN(), kick_handler)
         .context("cannot install the vCPU kick signal")?;
     if let Some((stack, _, _)) = &xen {
         let threads = threads.clone();
         stack.upcall.set_kicker(Box::new(move |vcpu| {
             let threads = threads.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(&t) = threads.get(vcpu as usize) {
-                // SAFETY: `t` is a vCPU thread of this process; they are
-                // never joined or detached, so the handle stays valid until
-                // the process exits. The signal's handler does nothing.
-                unsafe { libc::pthread_kill(t, SIGRTMIN()) };
+            if let Some(t) = threads.get(vcpu as usize) {
+                let _ = t.kill(SIGRTMIN());
             }
         }));
     }
     let accel = xen.as_ref().map(|(_, a, _)| a.clone());
     for (id, mut vcpu) in vcpus.into_iter().enumerate() {
-        let (devices, accel, tx, stopping, pending) = (
-            devices.clone(),
-            accel.clone(),
-            stop_tx.clone(),
-            stopping.clone(),
-            pending.clone(),
-        );
+        let (bus, accel, stop) = (bus.clone(), accel.clone(), stop.clone());
         let handle = thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
-                let stop = vcpu_loop(
-                    &mut vcpu,
-                    id as u32,
-                    &devices,
-                    accel.as_deref(),
-                    (&stopping, &pending),
-                );
-                stopping.store(true, Ordering::SeqCst);
-                send_stop(&tx, stop);
+                let run = || vcpu_loop(&mut vcpu, id as u32, &bus, accel.as_deref(), &stop);
+                let why = panic::catch_unwind(AssertUnwindSafe(run))
+                    .unwrap_or_else(|_| Stop::Error(format!("vCPU {id}: its thread panicked")));
+                stop.stop(why);
             })
             .context("cannot start a vCPU thread")?;
         threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(handle.as_pthread_t());
-        // Never joined: the process exits with the VM.
-        std::mem::forget(handle);
+            .push(handle);
     }
 
     let stop = match o.timeout {
@@ -386,39 +402,42 @@ extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
 fn vcpu_loop(
     vcpu: &mut VcpuFd,
     id: u32,
-    devices: &Devices,
+    bus: &Bus,
     accel: Option<&XenAccel<GuestMemoryMmap>>,
-    (stopping, pending): (&AtomicBool, &PendingStop),
+    stop: &Stopper,
 ) -> Stop {
-    let trap_port = u16::from(XenConfig::default().trap_port);
     loop {
-        if stopping.load(Ordering::SeqCst) {
-            if let Some(stop) = pending.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return stop;
+        if stop.is_set() {
+            if let Some(why) = stop.take_deferred() {
+                return why;
             }
             // Another vCPU ended the VM; the main thread exits the process.
             loop {
                 thread::park();
             }
         }
-        let exit = match vcpu.run() {
-            Ok(exit) => exit,
+        // Exits no device takes go to Xen (with the port, if a write).
+        let unowned = match vcpu.run() {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) => return Stop::Error(format!("vCPU {id}: KVM_RUN failed: {e}")),
-        };
-        match exit {
-            VcpuExit::IoIn(port, data) => devices.pio_read(port, data),
-            VcpuExit::IoOut(port, data) if accel.is_none() || port != trap_port => {
-                if let Some(Request::Exit(status)) = devices.pio_write(port, data) {
-                    return Stop::Status(status);
-                }
+            Ok(VcpuExit::IoIn(port, data)) => {
+                bus.pio_read(port, data);
+                None
             }
-            VcpuExit::MmioRead(_, data) => data.fill(0xff),
-            VcpuExit::MmioWrite(..) | VcpuExit::Intr | VcpuExit::Hlt => {}
-            VcpuExit::Shutdown => {
+            Ok(VcpuExit::IoOut(port, data)) => (!bus.pio_write(port, data)).then_some(Some(port)),
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                bus.mmio_read(addr, data);
+                None
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                bus.mmio_write(addr, data);
+                None
+            }
+            Ok(VcpuExit::Intr | VcpuExit::Hlt) => None,
+            Ok(VcpuExit::Shutdown) => {
                 return Stop::Fault(format!("vCPU {id} triple-faulted (KVM_EXIT_SHUTDOWN)"));
             }
-            VcpuExit::SystemEvent(kind, _) => {
+            Ok(VcpuExit::SystemEvent(kind, _)) => {
                 let what = if kind == KVM_SYSTEM_EVENT_RESET {
                     "a reset"
                 } else {
@@ -426,12 +445,12 @@ fn vcpu_loop(
                 };
                 return Stop::Fault(format!("vCPU {id} asked KVM for {what} ({kind})"));
             }
-            VcpuExit::FailEntry(reason, cpu) => {
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
                 return Stop::Fault(format!(
                     "vCPU {id}: VM entry failed (reason {reason:#x}, cpu {cpu})"
                 ));
             }
-            VcpuExit::InternalError => {
+            Ok(VcpuExit::InternalError) => {
                 // SAFETY: the exit reason says `internal` is the valid member.
                 let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                 let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
@@ -439,9 +458,14 @@ fn vcpu_loop(
                     "vCPU {id}: KVM internal error {sub} at rip {rip:#x} (an instruction KVM cannot emulate?)"
                 ));
             }
-            _ => {
-                let handled = accel.is_some_and(|a| a.handle_exit(vcpu, id));
-                if !handled {
+            Ok(_) => Some(None),
+        };
+        if let Some(port) = unowned
+            && !accel.is_some_and(|a| a.handle_exit(vcpu, id))
+        {
+            match port {
+                Some(port) => bus.ignored_write(port),
+                None => {
                     let reason = vcpu.get_kvm_run().exit_reason;
                     return Stop::Error(format!("vCPU {id}: unexpected KVM exit {reason}"));
                 }
