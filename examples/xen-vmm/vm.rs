@@ -38,7 +38,7 @@ use xen_kvm_accel::{Caps, XenAccel, XenConfig};
 use crate::boot::{
     self, Entry, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES, SPECIAL_PAGES_SIZE,
 };
-use crate::devices::{Bus, COM1_IRQ, Output};
+use crate::devices::{Bus, COM1_IRQ, print};
 use crate::options::{Image, Options};
 use crate::{monitor, mptable};
 
@@ -112,13 +112,12 @@ impl Stopper {
 
 /// `console_io` output, and shutdown requests.
 struct Guest {
-    out: Output,
     stop: Stopper,
 }
 
 impl Console for Guest {
     fn write(&self, bytes: &[u8]) {
-        self.out.write(bytes);
+        print(bytes);
     }
 }
 
@@ -209,7 +208,6 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
         Some(p) => Some(read_file(p, "initrd")?),
         None => None,
     };
-    let out = Output::default();
     let kvm = Kvm::new().context("cannot open /dev/kvm")?;
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let mem = memory(&vm, o.memory)?;
@@ -230,10 +228,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     let xen = match o.xen {
         None => None,
         Some(version) => {
-            let guest = Arc::new(Guest {
-                out: out.clone(),
-                stop: stop.clone(),
-            });
+            let guest = Arc::new(Guest { stop: stop.clone() });
             let config = DomainConfig::new(o.cpus, version.raw(), e820.clone());
             let env = Env {
                 console: guest.clone(),
@@ -260,7 +255,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
                 accel.set_trace(Box::new(|v, c, r| eprintln!("{}", trace_line(v, c, r))));
             }
             stack.attach_memory(&mem);
-            out.write(
+            print(
                 format!(
                     "xen-vmm: Xen {version} for {} vCPU(s), {} MiB; hypercalls on the {:?} path: {}\n",
                     o.cpus,
@@ -303,7 +298,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
             boot::write_start_info(&mem, &e820, cmdline, module)?
         }
     };
-    out.write(format!("xen-vmm: booting {}\n", loaded.entry.describe()).as_bytes());
+    print(format!("xen-vmm: booting {}\n", loaded.entry.describe()).as_bytes());
 
     // vCPUs: vCPU 0 at the entry, the others waiting for INIT/SIPI.
     let supported = kvm
@@ -339,13 +334,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     let serial_irq = EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .map_err(kvm_err("KVM_IRQFD"))?;
-    let bus = Arc::new(Bus::new(
-        &out,
-        serial_irq,
-        stop.clone(),
-        xen.is_some(),
-        o.trace,
-    )?);
+    let bus = Arc::new(Bus::new(serial_irq, stop.clone(), xen.is_some(), o.trace)?);
 
     if let Some(path) = &o.monitor {
         let channels = xen.as_ref().map(|(s, _, _)| s.channels.clone());
