@@ -26,6 +26,7 @@ mod mptable;
 mod options;
 mod rtc;
 mod vm;
+mod xen;
 
 use options::Options;
 use vm::Stop;

@@ -1,7 +1,8 @@
 // Copyright 2026 The xen-on-kvm Authors
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! The VM: KVM objects, guest memory, the Xen pieces, vCPU threads.
+//! The VM: KVM objects, guest memory, devices, Xen (`xen.rs`), one thread
+//! per vCPU.
 //!
 //! Guest memory is RAM (below 3 GiB and above 4 GiB), Xen's special pages
 //! at 0xfeff8000, and the platform device's 16 MiB BAR1 at 0xf0000000.
@@ -12,7 +13,6 @@
 //! hypercall and event-channel code write through). The BAR stays where
 //! the VMM assigned it; a guest that moves it loses that backing.
 
-use anyhow::{Context, Result, anyhow};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -20,26 +20,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use kvm_bindings::{
-    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_RESET, kvm_pit_config,
-    kvm_userspace_memory_region,
-};
+use anyhow::{Context, Result, anyhow};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_RESET};
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use xen_abi::sched::ShutdownReason;
-use xen_cpuid::{XenCpuid, XenCpuidConfig};
-use xen_hypercall::env::{Console, DomainEvents};
-use xen_hypercall::{DomainConfig, Env, HcResult, Hypercall};
-use xen_kvm_accel::stack::XenStack;
-use xen_kvm_accel::{Caps, XenAccel, XenConfig};
 
-use crate::boot::{
-    self, Entry, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES, SPECIAL_PAGES_SIZE,
-};
+use crate::boot::{self, Entry, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES};
 use crate::devices::{Bus, COM1_IRQ, print};
 use crate::options::{Image, Options};
+use crate::xen::{self, ExitHandler, Xen};
 use crate::{monitor, mptable};
 
 /// Why the VM stopped.
@@ -71,8 +64,7 @@ pub(crate) struct Stopper {
 impl Stopper {
     pub(crate) fn new() -> (Self, Receiver<Stop>) {
         let (tx, rx) = mpsc::channel();
-        let stopping = Arc::default();
-        let deferred = Arc::default();
+        let (stopping, deferred) = Default::default();
         (
             Self {
                 tx,
@@ -93,8 +85,10 @@ impl Stopper {
     /// trace line is then complete): no vCPU re-enters the guest, and the
     /// next vCPU thread to look reports the stop.
     pub(crate) fn defer(&self, stop: Stop) {
-        let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
-        d.get_or_insert(stop);
+        self.deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(stop);
         self.stopping.store(true, Ordering::SeqCst);
     }
 
@@ -110,24 +104,6 @@ impl Stopper {
     }
 }
 
-/// `console_io` output, and shutdown requests.
-struct Guest {
-    stop: Stopper,
-}
-
-impl Console for Guest {
-    fn write(&self, bytes: &[u8]) {
-        print(bytes);
-    }
-}
-
-impl DomainEvents for Guest {
-    fn shutdown(&self, reason: ShutdownReason, code: Option<u32>) {
-        // No vCPU re-enters the guest after this (as Xen deschedules them).
-        self.stop.defer(Stop::Shutdown(reason, code));
-    }
-}
-
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> anyhow::Error {
     move |e| anyhow!(e).context(format!("KVM ioctl {what} failed"))
 }
@@ -138,13 +114,16 @@ fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
 
 /// Guest memory: RAM, BAR1, the special pages; each a KVM slot.
 fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap> {
-    let mut ranges: Vec<(GuestAddress, usize)> = boot::ram_ranges(ram)
-        .into_iter()
-        .map(|(s, l)| (GuestAddress(s), l as usize))
+    let mut ranges = boot::ram_ranges(ram);
+    ranges.extend([
+        (PLATFORM_BAR1, PLATFORM_BAR1_SIZE),
+        (SPECIAL_PAGES, 8 << 12),
+    ]);
+    ranges.sort_unstable();
+    let ranges: Vec<_> = ranges
+        .iter()
+        .map(|&(s, l)| (GuestAddress(s), l as usize))
         .collect();
-    ranges.push((GuestAddress(PLATFORM_BAR1), PLATFORM_BAR1_SIZE as usize));
-    ranges.push((GuestAddress(SPECIAL_PAGES), SPECIAL_PAGES_SIZE as usize));
-    ranges.sort_by_key(|r| r.0);
     let mem = GuestMemoryMmap::from_ranges(&ranges)
         .with_context(|| format!("cannot allocate {ram} bytes of guest memory"))?;
     for (slot, region) in mem.iter().enumerate() {
@@ -164,36 +143,6 @@ fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap> {
     Ok(mem)
 }
 
-/// Sets leaf 1's initial APIC id and leaf 0xb's x2APIC id to `id`.
-fn set_apic_id(cpuid: &mut CpuId, id: u32) {
-    for e in cpuid.as_mut_slice() {
-        match e.function {
-            1 => e.ebx = (e.ebx & 0x00ff_ffff) | id << 24,
-            0xb | 0x1f => e.edx = id,
-            _ => {}
-        }
-    }
-}
-
-/// Trace line for one hypercall: names, arguments, result.
-fn trace_line(vcpu: u32, call: &Hypercall, r: HcResult) -> String {
-    let (name, sub) = call.names();
-    let name = name.map_or_else(
-        || format!("hypercall {}", call.nr),
-        |n| n.trim_start_matches("__HYPERVISOR_").to_owned(),
-    );
-    let args: Vec<String> = call.args.iter().map(|a| format!("{a:#x}")).collect();
-    let result = match r {
-        Ok(v) => format!("{v:#x}"),
-        Err(e) => format!("-{} ({e:?})", e as i32),
-    };
-    format!(
-        "xen-vmm: vcpu{vcpu} {name}{}({}) = {result}",
-        sub.map(|s| format!(" {s}")).unwrap_or_default(),
-        args.join(", ")
-    )
-}
-
 /// Runs the VM until it stops; the caller turns the answer into an exit
 /// status.
 pub(crate) fn run(o: &Options) -> Result<Stop> {
@@ -204,72 +153,60 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
         Image::Elf(p) => Some(read_file(p, "ELF image")?),
         Image::Kernel(p) => Some(read_file(p, "kernel")?),
     };
-    let initrd = match &o.initrd {
-        Some(p) => Some(read_file(p, "initrd")?),
-        None => None,
-    };
+    let initrd = o
+        .initrd
+        .as_deref()
+        .map(|p| read_file(p, "initrd"))
+        .transpose()?;
     let kvm = Kvm::new().context("cannot open /dev/kvm")?;
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let mem = memory(&vm, o.memory)?;
     vm.create_irq_chip()
         .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-    vm.create_pit2(kvm_pit_config {
+    let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
-    })
-    .map_err(kvm_err("KVM_CREATE_PIT2"))?;
+    };
+    vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
     let e820 = boot::e820(o.memory);
     // CPUs, the IOAPIC and interrupt routing for guests without ACPI.
     mptable::write_mptable(&mem, o.cpus)?;
-
     let (stop, stop_rx) = Stopper::new();
 
-    // Xen: CPUID leaves, the domain, the dispatcher, the accelerator.
+    // A kick makes a vCPU thread leave KVM_RUN (EINTR) and re-enter. The
+    // threads are never joined: the process exits with the VM.
+    let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+    register_signal_handler(SIGRTMIN(), kick_handler)
+        .context("cannot install the vCPU kick signal")?;
+    let kick: xen::Kick = Box::new({
+        let threads = threads.clone();
+        move |vcpu| {
+            let threads = threads.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = threads.get(vcpu as usize) {
+                let _ = t.kill(SIGRTMIN());
+            }
+        }
+    });
     let xen = match o.xen {
         None => None,
         Some(version) => {
-            let guest = Arc::new(Guest { stop: stop.clone() });
-            let config = DomainConfig::new(o.cpus, version.raw(), e820.clone());
-            let env = Env {
-                console: guest.clone(),
-                events: guest,
-                ..Env::default()
+            let config = xen::Config {
+                version,
+                vapic: o.vapic,
+                accel: o.accel,
+                trace: o.trace,
+                vcpus: o.cpus,
+                e820: e820.clone(),
             };
-            let stack: XenStack<GuestMemoryMmap> =
-                XenStack::new(config, env, true).context("Xen setup")?;
-            let caps = Caps::probe(&kvm);
-            let mut accel = XenAccel::new(
-                &caps,
-                XenConfig {
-                    path: o.accel,
-                    ..XenConfig::default()
-                },
-                stack.domain.clone(),
-                stack.dispatcher.clone(),
-                mem.clone(),
-            )?;
-            accel.setup_vm(&vm).context("Xen setup")?;
-            stack.upcall.attach(&kvm, &vm).context("Xen upcalls")?;
-            accel.set_upcall(stack.upcall.clone());
-            if o.trace {
-                accel.set_trace(Box::new(|v, c, r| eprintln!("{}", trace_line(v, c, r))));
-            }
-            stack.attach_memory(&mem);
+            let xen = Xen::new(&kvm, &vm, &mem, config, stop.clone(), kick)?;
+            let (n, mib, path) = (o.cpus, o.memory >> 20, xen.path());
             print(
                 format!(
-                    "xen-vmm: Xen {version} for {} vCPU(s), {} MiB; hypercalls on the {:?} path: {}\n",
-                    o.cpus,
-                    o.memory >> 20,
-                    accel.path(),
-                    accel.path_reason()
+                    "xen-vmm: Xen {version} for {n} vCPU(s), {mib} MiB; hypercalls on the {path}\n"
                 )
                 .as_bytes(),
             );
-            let cpuid = XenCpuid::new(XenCpuidConfig {
-                vapic: o.vapic,
-                ..XenCpuidConfig::new(version)
-            });
-            Some((stack, Arc::new(accel), cpuid))
+            Some(xen)
         }
     };
 
@@ -307,12 +244,19 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     let mut vcpus = Vec::new();
     for id in 0..o.cpus {
         let mut vcpu = vm
-            .create_vcpu(u64::from(id))
+            .create_vcpu(id.into())
             .map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let mut cpuid = supported.clone();
-        set_apic_id(&mut cpuid, id);
-        if let Some((_, _, leaves)) = &xen {
-            leaves.apply(&mut cpuid, id).context("Xen CPUID leaves")?;
+        for e in cpuid.as_mut_slice() {
+            // The initial APIC id (leaf 1) and x2APIC id (leaves 0xb, 0x1f).
+            match e.function {
+                1 => e.ebx = (e.ebx & 0x00ff_ffff) | id << 24,
+                0xb | 0x1f => e.edx = id,
+                _ => {}
+            }
+        }
+        if let Some(x) = &xen {
+            x.apply_cpuid(&mut cpuid, id)?;
         }
         vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
         if id == 0 {
@@ -321,11 +265,8 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
             vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
             vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
         }
-        if let Some((stack, accel, _)) = &xen {
-            accel.setup_vcpu(&mut vcpu);
-            if id == 0 {
-                stack.clock.calibrate(&vcpu).context("TSC calibration")?;
-            }
+        if let Some(x) = &xen {
+            x.setup_vcpu(&mut vcpu, id)?;
         }
         vcpus.push(vcpu);
     }
@@ -335,34 +276,17 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .map_err(kvm_err("KVM_IRQFD"))?;
     let bus = Arc::new(Bus::new(serial_irq, stop.clone(), xen.is_some(), o.trace)?);
-
     if let Some(path) = &o.monitor {
-        let channels = xen.as_ref().map(|(s, _, _)| s.channels.clone());
+        let channels = xen.as_ref().map(Xen::channels);
         monitor::serve(path, channels, mem.clone(), stop.clone(), o.clone())?;
     }
-
-    // A kick makes a vCPU thread leave KVM_RUN (EINTR) and re-enter, where
-    // KVM injects a pending Xen callback vector it owns (kernel path).
-    // The threads are never joined: the process exits with the VM.
-    let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-    register_signal_handler(SIGRTMIN(), kick_handler)
-        .context("cannot install the vCPU kick signal")?;
-    if let Some((stack, _, _)) = &xen {
-        let threads = threads.clone();
-        stack.upcall.set_kicker(Box::new(move |vcpu| {
-            let threads = threads.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(t) = threads.get(vcpu as usize) {
-                let _ = t.kill(SIGRTMIN());
-            }
-        }));
-    }
-    let accel = xen.as_ref().map(|(_, a, _)| a.clone());
-    for (id, mut vcpu) in vcpus.into_iter().enumerate() {
-        let (bus, accel, stop) = (bus.clone(), accel.clone(), stop.clone());
+    for (id, mut vcpu) in (0..).zip(vcpus) {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        let mut on_exit = xen.as_ref().map(|x| x.exit_handler(id));
         let handle = thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
-                let run = || vcpu_loop(&mut vcpu, id as u32, &bus, accel.as_deref(), &stop);
+                let run = || vcpu_loop(&mut vcpu, id, &bus, on_exit.as_mut(), &stop);
                 let why = panic::catch_unwind(AssertUnwindSafe(run))
                     .unwrap_or_else(|_| Stop::Error(format!("vCPU {id}: its thread panicked")));
                 stop.stop(why);
@@ -374,15 +298,14 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
             .push(handle);
     }
 
-    let stop = match o.timeout {
+    Ok(match o.timeout {
         Some(t) => stop_rx
             .recv_timeout(t.saturating_sub(started.elapsed()))
             .unwrap_or(Stop::Timeout),
         None => stop_rx
             .recv()
             .unwrap_or_else(|_| Stop::Error("every vCPU thread ended".into())),
-    };
-    Ok(stop)
+    })
 }
 
 extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
@@ -392,7 +315,7 @@ fn vcpu_loop(
     vcpu: &mut VcpuFd,
     id: u32,
     bus: &Bus,
-    accel: Option<&XenAccel<GuestMemoryMmap>>,
+    mut xen: Option<&mut ExitHandler>,
     stop: &Stopper,
 ) -> Stop {
     loop {
@@ -427,30 +350,29 @@ fn vcpu_loop(
                 return Stop::Fault(format!("vCPU {id} triple-faulted (KVM_EXIT_SHUTDOWN)"));
             }
             Ok(VcpuExit::SystemEvent(kind, _)) => {
-                let what = if kind == KVM_SYSTEM_EVENT_RESET {
-                    "a reset"
-                } else {
-                    "a system event"
+                let what = match kind {
+                    KVM_SYSTEM_EVENT_RESET => "a reset",
+                    _ => "a system event",
                 };
                 return Stop::Fault(format!("vCPU {id} asked KVM for {what} ({kind})"));
             }
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                return Stop::Fault(format!(
-                    "vCPU {id}: VM entry failed (reason {reason:#x}, cpu {cpu})"
-                ));
+                let why = format!("VM entry failed (reason {reason:#x}, cpu {cpu})");
+                return Stop::Fault(format!("vCPU {id}: {why}"));
             }
             Ok(VcpuExit::InternalError) => {
                 // SAFETY: the exit reason says `internal` is the valid member.
                 let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                 let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                let why = "an instruction KVM cannot emulate?";
                 return Stop::Fault(format!(
-                    "vCPU {id}: KVM internal error {sub} at rip {rip:#x} (an instruction KVM cannot emulate?)"
+                    "vCPU {id}: KVM internal error {sub} at rip {rip:#x} ({why})"
                 ));
             }
             Ok(_) => Some(None),
         };
         if let Some(port) = unowned
-            && !accel.is_some_and(|a| a.handle_exit(vcpu, id))
+            && !xen.as_mut().is_some_and(|handle| handle(vcpu))
         {
             match port {
                 Some(port) => bus.ignored_write(port),
