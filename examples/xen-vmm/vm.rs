@@ -29,7 +29,7 @@ use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use xen_abi::sched::ShutdownReason;
 
-use crate::boot::{self, Entry, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES};
+use crate::boot::{self, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES};
 use crate::devices::{Bus, COM1_IRQ, print};
 use crate::options::{Image, Options};
 use crate::xen::{self, ExitHandler, Xen};
@@ -210,32 +210,20 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
         }
     };
 
-    // The image.
-    let cmdline = o.cmdline.as_str();
-    let loaded = match (&o.image(), &image) {
-        (Image::Elf(p), Some(bytes)) => {
-            boot::load_elf(&mem, bytes).with_context(|| format!("cannot load {}", p.display()))?
-        }
-        (Image::Kernel(p), Some(bytes)) => {
-            boot::load_bzimage(&mem, bytes, &e820, cmdline, initrd.as_deref(), o.memory)
+    // The image, with its command line and initrd.
+    let kind = o.image();
+    let (entry, start_info) = match (&kind, image) {
+        (Image::Elf(p) | Image::Kernel(p), Some(bytes)) => {
+            boot::load(&mem, &kind, &bytes, &o.cmdline, initrd.as_deref(), o.memory)
                 .with_context(|| format!("cannot load {}", p.display()))?
         }
-        _ => boot::load_elf(&mem, xen_guests::guests::FLOW.elf).context("the embedded guest")?,
-    };
-    let start_info = match loaded.entry {
-        Entry::Linux64(_) => 0x6000,
         _ => {
-            let module = match &initrd {
-                Some(i) => {
-                    let at = boot::place_initrd(&mem, i, loaded.end, o.memory)?;
-                    Some((at, i.len() as u64))
-                }
-                None => None,
-            };
-            boot::write_start_info(&mem, &e820, cmdline, module)?
+            let flow = xen_guests::guests::FLOW.elf;
+            boot::load(&mem, &kind, flow, &o.cmdline, None, o.memory)
+                .context("the embedded guest")?
         }
     };
-    print(format!("xen-vmm: booting {}\n", loaded.entry.describe()).as_bytes());
+    print(format!("xen-vmm: booting {entry}\n").as_bytes());
 
     // vCPUs: vCPU 0 at the entry, the others waiting for INIT/SIPI.
     let supported = kvm
@@ -261,7 +249,7 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
         vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
         if id == 0 {
             let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-            let regs = boot::boot_regs(&mem, loaded.entry, start_info, &mut sregs)?;
+            let regs = boot::boot_regs(&mem, entry, start_info, &mut sregs)?;
             vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
             vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
         }
