@@ -25,8 +25,6 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use xen_abi::memory::{E820Entry, E820Type};
 use xen_guests::layout;
 
-use crate::options::Image;
-
 /// Top of the low RAM window; above it, up to 4 GiB, is the MMIO hole.
 const LOW_RAM_TOP: u64 = 0xc000_0000;
 /// The platform device's BAR1 (16 MiB, memory-backed; see `vm.rs`) and
@@ -94,12 +92,12 @@ pub(crate) fn e820(ram: u64) -> Vec<E820Entry> {
     v
 }
 
-/// Loads the guest `image` of kind `kind` with its command line and
+/// Loads `image`, an ELF file or a `bzimage`, with its command line and
 /// initrd; returns the entry and the address of its boot information.
 pub(crate) fn load(
     mem: &GuestMemoryMmap,
-    kind: &Image,
     image: &[u8],
+    bzimage: bool,
     cmdline: &str,
     initrd: Option<&[u8]>,
     ram: u64,
@@ -107,7 +105,7 @@ pub(crate) fn load(
     let cmdline = Cmdline::try_from(cmdline, CMDLINE_MAX).context("bad command line")?;
     load_cmdline(mem, GuestAddress(CMDLINE), &cmdline).context("command line")?;
     let map = e820(ram);
-    if let Image::Kernel(_) = kind {
+    if bzimage {
         let len = cmdline
             .as_cstring()
             .map_or(0, |c| c.as_bytes_with_nul().len());
@@ -206,39 +204,30 @@ fn load_elf32(mem: &GuestMemoryMmap, image: &[u8], machine: u16) -> Result<(Entr
         "ELF machine {machine} is not x86"
     );
     let (entry, phoff) = (u32_at(image, 24)?, u32_at(image, 28)?);
-    let (phentsize, phnum) = (u64::from(u16_at(image, 42)?), u64::from(u16_at(image, 44)?));
-    ensure!(
-        phnum > 0 && phentsize >= 32,
-        "ELF file has no usable program headers"
-    );
+    let phentsize = u64::from(u16_at(image, 42)?);
+    let phnum = u64::from(u16_at(image, 44)?);
+    let usable = phnum > 0 && phentsize >= 32;
+    ensure!(usable, "ELF file has no usable program headers");
     let (mut pvh, mut end) = (None, 0);
     for i in 0..phnum {
         let at = phoff + i * phentsize;
-        let (kind, offset, paddr) = (
-            u32_at(image, at)?,
-            u32_at(image, at + 4)?,
-            u32_at(image, at + 12)?,
-        );
-        let (filesz, memsz) = (u32_at(image, at + 16)?, u32_at(image, at + 20)?);
-        let data = image.get(offset as usize..(offset + filesz) as usize).with_context(|| {
-            let len = image.len();
-            format!("truncated: segment {i} needs bytes {offset:#x}+{filesz:#x} of a {len:#x}-byte file")
+        let f = |n: u64| u32_at(image, at + 4 * n);
+        let (kind, offset, paddr, filesz, memsz) = (f(0)?, f(1)?, f(3)?, f(4)?, f(5)?);
+        let data = image.get(offset as usize..(offset + filesz) as usize);
+        let data = data.with_context(|| {
+            let (len, range) = (image.len(), format!("{offset:#x}+{filesz:#x}"));
+            format!("truncated: segment {i} needs bytes {range} of a {len:#x}-byte file")
         })?;
+        let segment = format!("segment {i} at {paddr:#x}+{memsz:#x}");
         match kind {
             1 => {
-                ensure!(
-                    filesz <= memsz,
-                    "segment {i}: file size exceeds memory size"
-                );
+                ensure!(filesz <= memsz, "{segment}: file size exceeds memory size");
                 let fits = paddr >= KERNEL_START
                     && paddr + memsz <= LOW_RAM_TOP
                     && mem.check_range(GuestAddress(paddr), memsz as usize);
-                ensure!(
-                    fits,
-                    "segment {i} at {paddr:#x}+{memsz:#x} does not fit in guest RAM"
-                );
+                ensure!(fits, "{segment} does not fit in guest RAM");
                 mem.write_slice(data, GuestAddress(paddr))
-                    .with_context(|| format!("segment {i}"))?;
+                    .context(segment)?;
                 end = end.max(paddr + memsz);
             }
             4 => pvh = pvh.or(pvh_note(data)?),
@@ -272,14 +261,10 @@ fn pvh_note(notes: &[u8]) -> Result<Option<u64>> {
 /// Places `initrd` 2 MiB-aligned after `after`; returns its address.
 fn place_initrd(mem: &GuestMemoryMmap, initrd: &[u8], after: u64, ram: u64) -> Result<u64> {
     let at = after.next_multiple_of(1 << 21);
-    if at.saturating_add(initrd.len() as u64) > ram.min(LOW_RAM_TOP) {
-        bail!(
-            "the initrd ({} bytes) does not fit in low RAM after the kernel",
-            initrd.len()
-        );
-    }
-    mem.write_slice(initrd, GuestAddress(at))
-        .context("initrd")?;
+    let fits = at.saturating_add(initrd.len() as u64) <= ram.min(LOW_RAM_TOP);
+    let what = format!("the initrd ({} bytes)", initrd.len());
+    ensure!(fits, "{what} does not fit in low RAM after the kernel");
+    mem.write_slice(initrd, GuestAddress(at)).context(what)?;
     Ok(at)
 }
 

@@ -12,9 +12,10 @@
 //! memory (see `vm.rs`), so MMIO exits find no device either.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use anyhow::Result;
+use kvm_ioctls::VcpuExit;
 use vm_device::bus::{MmioAddress, PioAddress, PioAddressOffset as Offset, PioRange};
 use vm_device::device_manager::{IoManager, MmioManager, PioManager};
 use vm_device::{DevicePio, MutDevicePio};
@@ -219,24 +220,38 @@ impl Bus {
         Ok(bus)
     }
 
-    fn io(&self) -> RwLockReadGuard<'_, IoManager> {
-        self.io.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A port read: all-ones where no device decodes the port.
-    pub(crate) fn pio_read(&self, port: u16, data: &mut [u8]) {
-        if self.io().pio_read(PioAddress(port), data).is_err() {
-            data.fill(0xff);
+    /// Handles `exit` if it is port or MMIO I/O. An access no device
+    /// decodes reads all-ones; a write is ignored, and a port write comes
+    /// back as `Err(Some(port))` for Xen to look at. Other exits come back
+    /// as `Err(None)`.
+    pub(crate) fn exit(&self, exit: VcpuExit) -> Result<(), Option<u16>> {
+        let io = self.io.read().unwrap_or_else(|e| e.into_inner());
+        match exit {
+            VcpuExit::IoIn(port, data) => {
+                if io.pio_read(PioAddress(port), data).is_err() {
+                    data.fill(0xff);
+                }
+            }
+            VcpuExit::IoOut(port, data) => {
+                io.pio_write(PioAddress(port), data)
+                    .map_err(|_| Some(port))?;
+                drop(io);
+                if (0xcfc..=0xcff).contains(&port) {
+                    self.follow_bar0();
+                }
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                if io.mmio_read(MmioAddress(addr), data).is_err() {
+                    data.fill(0xff);
+                }
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                let _ = io.mmio_write(MmioAddress(addr), data);
+            }
+            VcpuExit::Intr | VcpuExit::Hlt => {}
+            _ => return Err(None),
         }
-    }
-
-    /// A port write; false when no device decodes the port.
-    pub(crate) fn pio_write(&self, port: u16, data: &[u8]) -> bool {
-        let decoded = self.io().pio_write(PioAddress(port), data).is_ok();
-        if decoded && (0xcfc..=0xcff).contains(&port) {
-            self.follow_bar0();
-        }
-        decoded
+        Ok(())
     }
 
     /// A port write nobody took (logged with `--trace`).
@@ -244,18 +259,6 @@ impl Bus {
         if self.trace {
             eprintln!("xen-vmm: ignored write to port {port:#x}");
         }
-    }
-
-    /// An MMIO read: all-ones where no device decodes the address.
-    pub(crate) fn mmio_read(&self, addr: u64, data: &mut [u8]) {
-        if self.io().mmio_read(MmioAddress(addr), data).is_err() {
-            data.fill(0xff);
-        }
-    }
-
-    /// An MMIO write, ignored where no device decodes the address.
-    pub(crate) fn mmio_write(&self, addr: u64, data: &[u8]) {
-        let _ = self.io().mmio_write(MmioAddress(addr), data);
     }
 
     /// Moves BAR0's registration to where the BAR decodes now.
@@ -284,14 +287,26 @@ impl Bus {
 mod tests {
     use super::*;
 
-    fn cfg(b: &Bus, slot: u32, reg: u32, write: Option<u32>) -> u32 {
-        assert!(b.pio_write(0xcf8, &(0x8000_0000 | slot << 11 | reg).to_le_bytes()));
-        let mut v = write.unwrap_or(0).to_le_bytes();
-        match write {
-            Some(_) => assert!(b.pio_write(0xcfc, &v)),
-            None => b.pio_read(0xcfc, &mut v),
-        }
+    fn read(b: &Bus, port: u16, len: usize) -> u32 {
+        let mut v = [0; 4];
+        b.exit(VcpuExit::IoIn(port, &mut v[..len])).unwrap();
         u32::from_le_bytes(v)
+    }
+
+    fn write(b: &Bus, port: u16, v: &[u8]) -> bool {
+        b.exit(VcpuExit::IoOut(port, v)).is_ok()
+    }
+
+    fn cfg(b: &Bus, slot: u32, reg: u32, value: Option<u32>) -> u32 {
+        assert!(write(
+            b,
+            0xcf8,
+            &(0x8000_0000 | slot << 11 | reg).to_le_bytes()
+        ));
+        match value {
+            Some(v) => u32::from(write(b, 0xcfc, &v.to_le_bytes())),
+            None => read(b, 0xcfc, 4),
+        }
     }
 
     #[test]
@@ -302,23 +317,19 @@ mod tests {
         assert_eq!(cfg(&b, PLATFORM_SLOT, 0, None), 0x0001_5853);
         assert_eq!(cfg(&b, PLATFORM_SLOT, 0x14, None), PLATFORM_BAR1 as u32 | 8);
         assert_eq!(cfg(&b, 5, 0, None), u32::MAX, "empty slot");
-        let mut m = [0; 2];
-        b.pio_read(0x10, &mut m);
-        assert_eq!(u16::from_le_bytes(m), 0x49d2);
+        assert_eq!(read(&b, 0x10, 2), 0x49d2, "the platform magic");
         // BAR0 (flags at offset 0) moves with the guest's write.
-        let flags = |port| {
-            let mut v = [0];
-            b.pio_read(port, &mut v);
-            v[0]
-        };
-        assert_eq!(flags(PLATFORM_BAR0), 0);
-        cfg(&b, PLATFORM_SLOT, 0x10, Some(0xd000));
-        assert_eq!((flags(PLATFORM_BAR0), flags(0xd000)), (0xff, 0));
+        assert_eq!(read(&b, PLATFORM_BAR0, 1), 0);
+        assert_eq!(cfg(&b, PLATFORM_SLOT, 0x10, Some(0xd000)), 1);
+        assert_eq!((read(&b, PLATFORM_BAR0, 1), read(&b, 0xd000, 1)), (0xff, 0));
         // Debug ports; unknown ports read all-ones and ignore writes.
-        assert_eq!(flags(0xe9), 0xe9);
-        assert!(b.pio_write(0xf4, &[1]) && !stop.is_set(), "32-bit only");
-        assert!(b.pio_write(0xf4, &7u32.to_le_bytes()));
+        assert_eq!(read(&b, 0xe9, 1), 0xe9);
+        assert!(write(&b, 0xf4, &[1]) && !stop.is_set(), "32-bit only");
+        assert!(write(&b, 0xf4, &7u32.to_le_bytes()));
         assert!(matches!(stop.take_deferred(), Some(Stop::Status(7))));
-        assert_eq!((flags(0x5000), b.pio_write(0x5000, &[1])), (0xff, false));
+        assert_eq!(
+            (read(&b, 0x5000, 4), write(&b, 0x5000, &[1])),
+            (u32::MAX, false)
+        );
     }
 }

@@ -1,8 +1,8 @@
 // Copyright 2026 The xen-on-kvm Authors
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! `xen-vmm`: a thin example VMM that hosts a Xen HVM guest on KVM with the
-//! xen-on-kvm crates.
+//! `xen-vmm`: a thin example VMM that hosts a Xen HVM guest on KVM with
+//! the xen-on-kvm crates.
 //!
 //! ```text
 //! cargo run --release --example xen-vmm                 # the embedded flow guest
@@ -10,14 +10,13 @@
 //! cargo run --release --example xen-vmm -- --elf kernel.elf --cmdline "..."
 //! ```
 //!
-//! What it wires (see `vm.rs`): guest memory with an e820 map reserving
-//! Xen's special pages; the in-kernel irqchip and PIT; a 16550 serial
-//! port, a CMOS clock (`rtc.rs`) and PCI configuration space with the Xen
-//! platform device (`devices.rs`); an MP table for guests without ACPI
-//! (`mptable.rs`); CPUID from `xen-cpuid`; the domain, dispatcher, event channels, PV
-//! timers and hypercall path from `xen-kvm-accel`'s `XenStack` and
-//! `XenAccel`; one thread per vCPU; a monitor socket (`monitor.rs`). The
-//! guest's `SCHEDOP_shutdown` reason becomes the exit status (`--help`).
+//! `vm.rs` builds the VM and runs one thread per vCPU: guest memory, the
+//! in-kernel irqchip and PIT, the devices on vm-device's `IoManager`
+//! (`devices.rs`, `rtc.rs`), an MP table (`mptable.rs`) and the image
+//! (`boot.rs`, on linux-loader). All of the Xen wiring is in `xen.rs`.
+//! `options.rs` parses the command line with clap, `monitor.rs` serves a
+//! monitor socket. The guest's `SCHEDOP_shutdown` reason becomes the exit
+//! status (see `--help`).
 
 mod boot;
 mod devices;
@@ -30,35 +29,32 @@ mod xen;
 
 use options::Options;
 use vm::Stop;
-use xen_abi::sched::ShutdownReason;
+use xen_abi::sched::ShutdownReason as Reason;
 
 /// The exit status and message for how the VM stopped.
 fn outcome(stop: &Stop) -> (u8, String) {
     match stop {
         Stop::Shutdown(reason, code) => {
+            let code = code.map(|c| format!(", shutdown code {c}"));
+            let code = code.unwrap_or_default();
             let status = match reason {
-                ShutdownReason::Poweroff => 0,
-                ShutdownReason::Crash => 3,
-                ShutdownReason::Reboot => 5,
-                ShutdownReason::Suspend => 6,
-                ShutdownReason::Watchdog => 7,
-                ShutdownReason::SoftReset => 8,
-            };
-            let code = code
-                .map(|c| format!(", shutdown code {c}"))
-                .unwrap_or_default();
-            let msg = match reason {
-                ShutdownReason::Poweroff => format!("the guest powered off{code}"),
-                ShutdownReason::Crash => {
-                    format!("the guest crashed (SCHEDOP_shutdown: crash{code})")
+                Reason::Poweroff => return (0, format!("the guest powered off{code}")),
+                Reason::Crash => {
+                    return (
+                        3,
+                        format!("the guest crashed (SCHEDOP_shutdown: crash{code})"),
+                    );
                 }
-                r => format!(
-                    "the guest shut down with reason {}{code}; this VMM does not {}",
-                    r.name(),
-                    "restart guests"
-                ),
+                Reason::Reboot => 5,
+                Reason::Suspend => 6,
+                Reason::Watchdog => 7,
+                Reason::SoftReset => 8,
             };
-            (status, msg)
+            let (what, no) = (reason.name(), "this VMM does not restart guests");
+            (
+                status,
+                format!("the guest shut down with reason {what}{code}; {no}"),
+            )
         }
         Stop::Fault(m) => (4, format!("guest fault: {m}")),
         Stop::Status(0) => (
@@ -80,16 +76,17 @@ fn outcome(stop: &Stop) -> (u8, String) {
 
 fn main() {
     let options = Options::from_env();
-    let code = match vm::run(&options) {
-        Ok(stop) => {
-            let (status, msg) = outcome(&stop);
-            if status == 0 {
+    let status = match vm::run(&options) {
+        Ok(stop) => match outcome(&stop) {
+            (0, msg) => {
                 println!("xen-vmm: {msg}");
-            } else {
-                eprintln!("xen-vmm: {msg} (exit status {status})");
+                0
             }
-            status
-        }
+            (status, msg) => {
+                eprintln!("xen-vmm: {msg} (exit status {status})");
+                status
+            }
+        },
         Err(e) => {
             eprintln!("xen-vmm: error: {e:#}");
             1
@@ -100,5 +97,5 @@ fn main() {
     }
     // vCPU threads may still sit in KVM_RUN: exit the process, which ends
     // them with it.
-    std::process::exit(i32::from(code))
+    std::process::exit(status.into())
 }

@@ -9,17 +9,18 @@
 //! evtchn-list
 //! port 1: Ipi vcpu 0 pending 0 masked 0 priority 7
 //! port 2: Virq { virq: 0 } vcpu 0 pending 0 masked 0 priority 7
+//! 2 port(s)
 //! evtchn-inject 2
 //! ok
 //! ```
 
-use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 
+use anyhow::{Context, Result};
 use vm_memory::GuestMemoryMmap;
 use xen_evtchn::EventChannels;
 
@@ -28,101 +29,81 @@ use crate::vm::{Stop, Stopper};
 
 const HELP: &str = "commands: info, evtchn-list, evtchn-inject PORT, quit, help";
 
-/// Answers one command line.
-pub(crate) fn command(
-    line: &str,
-    channels: Option<&EventChannels>,
-    mem: &GuestMemoryMmap,
-    options: &Options,
-) -> (String, Option<Stop>) {
-    let mut words = line.split_whitespace();
-    let reply = match (words.next(), words.next(), words.next()) {
-        (None, ..) => String::new(),
-        (Some("help"), None, _) => HELP.into(),
-        (Some("info"), None, _) => format!(
-            "xen {} vcpus {} memory {} MiB",
-            options.xen.map_or("off".into(), |v| v.to_string()),
-            options.cpus,
-            options.memory >> 20
-        ),
-        (Some("quit"), None, _) => return ("ok".into(), Some(Stop::Quit)),
-        (Some("evtchn-list"), None, _) => match channels {
-            None => "error: Xen is off".into(),
-            Some(c) => {
-                let ports = c.list(mem);
+/// What the monitor reaches: the event channels (with Xen) and the rest.
+#[derive(Clone)]
+pub(crate) struct Monitor {
+    pub(crate) channels: Option<Arc<EventChannels>>,
+    pub(crate) mem: GuestMemoryMmap,
+    pub(crate) stop: Stopper,
+    pub(crate) options: Options,
+}
+
+impl Monitor {
+    /// The reply to one command line.
+    fn command(&self, line: &str) -> String {
+        let o = &self.options;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match (&words[..], &self.channels) {
+            ([], _) => String::new(),
+            (["help"], _) => HELP.into(),
+            (["info"], _) => {
+                let xen = o.xen.map_or("off".into(), |v| v.to_string());
+                format!("xen {xen} vcpus {} memory {} MiB", o.cpus, o.memory >> 20)
+            }
+            (["quit"], _) => "ok".into(),
+            (["evtchn-list" | "evtchn-inject", ..], None) => "error: Xen is off".into(),
+            (["evtchn-list"], Some(c)) => {
+                let ports = c.list(&self.mem);
                 let mut s = String::new();
                 for p in &ports {
-                    s += &format!(
-                        "port {}: {:?} vcpu {} pending {} masked {} priority {}\n",
-                        p.port,
-                        p.binding,
-                        p.vcpu,
-                        u8::from(p.pending),
-                        u8::from(p.masked),
-                        p.priority
-                    );
+                    let (pending, masked) = (u8::from(p.pending), u8::from(p.masked));
+                    let (binding, vcpu, prio) = (&p.binding, p.vcpu, p.priority);
+                    s += &format!("port {}: {binding:?} vcpu {vcpu} ", p.port);
+                    s += &format!("pending {pending} masked {masked} priority {prio}\n");
                 }
-                s += &format!("{} port(s)", ports.len());
-                s
+                s + &format!("{} port(s)", ports.len())
             }
-        },
-        (Some("evtchn-inject"), Some(port), None) => match (channels, port.parse::<u32>()) {
-            (None, _) => "error: Xen is off".into(),
-            (_, Err(_)) => format!("error: {port} is not a port number"),
-            (Some(c), Ok(p)) => match c.inject(mem, p) {
-                Ok(()) => "ok".into(),
-                Err(e) => format!("error: port {p}: {e:?}"),
+            (["evtchn-inject", port], Some(c)) => match port.parse() {
+                Err(_) => format!("error: {port} is not a port number"),
+                Ok(p) => match c.inject(&self.mem, p) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("error: port {p}: {e:?}"),
+                },
             },
-        },
-        _ => format!("error: unknown command {line:?}; {HELP}"),
-    };
-    (reply, None)
-}
-
-fn client(
-    stream: UnixStream,
-    channels: Option<Arc<EventChannels>>,
-    mem: GuestMemoryMmap,
-    stop: Stopper,
-    options: Options,
-) {
-    let Ok(mut out) = stream.try_clone() else {
-        return;
-    };
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { return };
-        let (reply, action) = command(&line, channels.as_deref(), &mem, &options);
-        if !reply.is_empty() && writeln!(out, "{reply}").is_err() {
-            return;
-        }
-        if let Some(s) = action {
-            stop.stop(s);
-            return;
+            _ => format!("error: unknown command {line:?}; {HELP}"),
         }
     }
-}
 
-/// Listens on `path` (replacing a stale socket) on a thread.
-pub(crate) fn serve(
-    path: &Path,
-    channels: Option<Arc<EventChannels>>,
-    mem: GuestMemoryMmap,
-    stop: Stopper,
-    options: Options,
-) -> Result<()> {
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
-    thread::Builder::new()
-        .name("monitor".into())
-        .spawn(move || {
+    fn client(&self, stream: UnixStream) {
+        let Ok(mut out) = stream.try_clone() else {
+            return;
+        };
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            let reply = self.command(&line);
+            if !reply.is_empty() && writeln!(out, "{reply}").is_err() {
+                return;
+            }
+            if line.split_whitespace().eq(["quit"]) {
+                return self.stop.stop(Stop::Quit);
+            }
+        }
+    }
+
+    /// Listens on `path` (replacing a stale socket) on a thread.
+    pub(crate) fn serve(self, path: &Path) -> Result<()> {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        let serve = move || {
             for stream in listener.incoming().flatten() {
-                let (c, m, s, o) = (channels.clone(), mem.clone(), stop.clone(), options.clone());
+                let m = self.clone();
                 let _ = thread::Builder::new()
                     .name("monitor-client".into())
-                    .spawn(move || client(stream, c, m, s, o));
+                    .spawn(move || m.client(stream));
             }
-        })
-        .context("cannot start the monitor")?;
-    Ok(())
+        };
+        thread::Builder::new().name("monitor".into()).spawn(serve)?;
+        Ok(())
+    }
 }

@@ -6,12 +6,11 @@
 //!
 //! Guest memory is RAM (below 3 GiB and above 4 GiB), Xen's special pages
 //! at 0xfeff8000, and the platform device's 16 MiB BAR1 at 0xf0000000.
-//! BAR1 is backed by memory rather than trapped: guests place shared_info
-//! and grant frames at GFNs inside it (Linux's platform-pci driver does),
-//! and those pages must then be ordinary memory to the guest (a KVM slot)
-//! and to the VMM (a region of the same `GuestMemoryMmap` that the
-//! hypercall and event-channel code write through). The BAR stays where
-//! the VMM assigned it; a guest that moves it loses that backing.
+//! BAR1 is memory rather than trapped: guests place shared_info and grant
+//! frames at GFNs inside it (Linux's platform-pci driver does), so those
+//! pages must be ordinary memory to the guest (a KVM slot) and to the
+//! hypercall and event-channel code (a region of the same
+//! `GuestMemoryMmap`). A guest that moves the BAR loses that backing.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_RESET};
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
@@ -31,17 +30,16 @@ use xen_abi::sched::ShutdownReason;
 
 use crate::boot::{self, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES};
 use crate::devices::{Bus, COM1_IRQ, print};
-use crate::options::{Image, Options};
+use crate::monitor::Monitor;
+use crate::options::Options;
 use crate::xen::{self, ExitHandler, Xen};
-use crate::{monitor, mptable};
 
 /// Why the VM stopped.
 #[derive(Debug)]
 pub(crate) enum Stop {
     /// `SCHEDOP_shutdown` (or the watchdog).
     Shutdown(ShutdownReason, Option<u32>),
-    /// A vCPU triple-faulted (`KVM_EXIT_SHUTDOWN`) or the guest asked KVM
-    /// for a reset.
+    /// A vCPU triple-faulted or asked KVM for a reset.
     Fault(String),
     /// The guest wrote this status to the debug-exit port.
     Status(u32),
@@ -85,10 +83,8 @@ impl Stopper {
     /// trace line is then complete): no vCPU re-enters the guest, and the
     /// next vCPU thread to look reports the stop.
     pub(crate) fn defer(&self, stop: Stop) {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(stop);
+        let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        deferred.get_or_insert(stop);
         self.stopping.store(true, Ordering::SeqCst);
     }
 
@@ -104,14 +100,6 @@ impl Stopper {
     }
 }
 
-fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> anyhow::Error {
-    move |e| anyhow!(e).context(format!("KVM ioctl {what} failed"))
-}
-
-fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
-}
-
 /// Guest memory: RAM, BAR1, the special pages; each a KVM slot.
 fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap> {
     let mut ranges = boot::ram_ranges(ram);
@@ -122,23 +110,18 @@ fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap> {
     ranges.sort_unstable();
     let ranges: Vec<_> = ranges
         .iter()
-        .map(|&(s, l)| (GuestAddress(s), l as usize))
+        .map(|&(a, n)| (GuestAddress(a), n as usize))
         .collect();
     let mem = GuestMemoryMmap::from_ranges(&ranges)
         .with_context(|| format!("cannot allocate {ram} bytes of guest memory"))?;
     for (slot, region) in mem.iter().enumerate() {
-        let slot = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: region.as_ptr() as u64,
-        };
+        let mut r = kvm_userspace_memory_region::default();
+        (r.slot, r.guest_phys_addr) = (slot as u32, region.start_addr().0);
+        (r.memory_size, r.userspace_addr) = (region.len(), region.as_ptr() as u64);
         // SAFETY: the region stays mapped while `mem` or a clone of it
         // lives, and the VMM keeps one until the process exits, which ends
         // the VM.
-        unsafe { vm.set_user_memory_region(slot) }
-            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        unsafe { vm.set_user_memory_region(r) }.context("KVM_SET_USER_MEMORY_REGION")?;
     }
     Ok(mem)
 }
@@ -148,92 +131,87 @@ fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap> {
 pub(crate) fn run(o: &Options) -> Result<Stop> {
     let started = Instant::now();
     // Files first: a missing image is reported before any KVM work.
-    let image = match &o.image() {
-        Image::Embedded => None,
-        Image::Elf(p) => Some(read_file(p, "ELF image")?),
-        Image::Kernel(p) => Some(read_file(p, "kernel")?),
+    let read = |p: &std::path::Path, what| {
+        std::fs::read(p).with_context(|| format!("cannot read {what} {}", p.display()))
     };
-    let initrd = o
-        .initrd
-        .as_deref()
-        .map(|p| read_file(p, "initrd"))
-        .transpose()?;
+    let image = match (&o.kernel, &o.elf) {
+        (Some(p), _) => Some((p, read(p, "kernel")?, true)),
+        (_, Some(p)) => Some((p, read(p, "ELF image")?, false)),
+        _ => None,
+    };
+    let initrd = o.initrd.as_deref().map(|p| read(p, "initrd")).transpose()?;
     let kvm = Kvm::new().context("cannot open /dev/kvm")?;
-    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+    let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
     let mem = memory(&vm, o.memory)?;
-    vm.create_irq_chip()
-        .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+    vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-    let e820 = boot::e820(o.memory);
+    vm.create_pit2(pit).context("KVM_CREATE_PIT2")?;
     // CPUs, the IOAPIC and interrupt routing for guests without ACPI.
-    mptable::write_mptable(&mem, o.cpus)?;
+    crate::mptable::write_mptable(&mem, o.cpus)?;
     let (stop, stop_rx) = Stopper::new();
 
     // A kick makes a vCPU thread leave KVM_RUN (EINTR) and re-enter. The
     // threads are never joined: the process exits with the VM.
     let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-    register_signal_handler(SIGRTMIN(), kick_handler)
-        .context("cannot install the vCPU kick signal")?;
-    let kick: xen::Kick = Box::new({
-        let threads = threads.clone();
-        move |vcpu| {
-            let threads = threads.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(t) = threads.get(vcpu as usize) {
-                let _ = t.kill(SIGRTMIN());
-            }
+    register_signal_handler(SIGRTMIN(), kick_handler).context("the vCPU kick signal")?;
+    let kick_threads = threads.clone();
+    let kick: xen::Kick = Box::new(move |vcpu| {
+        let threads = kick_threads.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = threads.get(vcpu as usize) {
+            let _ = t.kill(SIGRTMIN());
         }
     });
     let xen = match o.xen {
         None => None,
         Some(version) => {
+            let e820 = boot::e820(o.memory);
+            let (vapic, accel, trace, vcpus) = (o.vapic, o.accel, o.trace, o.cpus);
             let config = xen::Config {
                 version,
-                vapic: o.vapic,
-                accel: o.accel,
-                trace: o.trace,
-                vcpus: o.cpus,
-                e820: e820.clone(),
+                vapic,
+                accel,
+                trace,
+                vcpus,
+                e820,
             };
             let xen = Xen::new(&kvm, &vm, &mem, config, stop.clone(), kick)?;
-            let (n, mib, path) = (o.cpus, o.memory >> 20, xen.path());
-            print(
-                format!(
-                    "xen-vmm: Xen {version} for {n} vCPU(s), {mib} MiB; hypercalls on the {path}\n"
-                )
-                .as_bytes(),
-            );
+            let (mib, path) = (o.memory >> 20, xen.path());
+            let line =
+                format!("Xen {version} for {vcpus} vCPU(s), {mib} MiB; hypercalls on the {path}");
+            print(format!("xen-vmm: {line}\n").as_bytes());
             Some(xen)
         }
     };
 
     // The image, with its command line and initrd.
-    let kind = o.image();
-    let (entry, start_info) = match (&kind, image) {
-        (Image::Elf(p) | Image::Kernel(p), Some(bytes)) => {
-            boot::load(&mem, &kind, &bytes, &o.cmdline, initrd.as_deref(), o.memory)
-                .with_context(|| format!("cannot load {}", p.display()))?
+    let (cmdline, ram) = (o.cmdline.as_str(), o.memory);
+    let (entry, start_info) = match &image {
+        Some((path, bytes, bzimage)) => {
+            boot::load(&mem, bytes, *bzimage, cmdline, initrd.as_deref(), ram)
+                .with_context(|| format!("cannot load {}", path.display()))?
         }
-        _ => {
-            let flow = xen_guests::guests::FLOW.elf;
-            boot::load(&mem, &kind, flow, &o.cmdline, None, o.memory)
-                .context("the embedded guest")?
-        }
+        None => boot::load(
+            &mem,
+            xen_guests::guests::FLOW.elf,
+            false,
+            cmdline,
+            None,
+            ram,
+        )
+        .context("the embedded guest")?,
     };
     print(format!("xen-vmm: booting {entry}\n").as_bytes());
 
     // vCPUs: vCPU 0 at the entry, the others waiting for INIT/SIPI.
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        .context("CPUID")?;
     let mut vcpus = Vec::new();
     for id in 0..o.cpus {
-        let mut vcpu = vm
-            .create_vcpu(id.into())
-            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let mut vcpu = vm.create_vcpu(id.into()).context("KVM_CREATE_VCPU")?;
         let mut cpuid = supported.clone();
         for e in cpuid.as_mut_slice() {
             // The initial APIC id (leaf 1) and x2APIC id (leaves 0xb, 0x1f).
@@ -246,12 +224,12 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
         if let Some(x) = &xen {
             x.apply_cpuid(&mut cpuid, id)?;
         }
-        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
         if id == 0 {
-            let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+            let mut sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
             let regs = boot::boot_regs(&mem, entry, start_info, &mut sregs)?;
-            vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
-            vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+            vcpu.set_sregs(&sregs).context("KVM_SET_SREGS")?;
+            vcpu.set_regs(&regs).context("KVM_SET_REGS")?;
         }
         if let Some(x) = &xen {
             x.setup_vcpu(&mut vcpu, id)?;
@@ -262,24 +240,30 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     // Devices, with the serial interrupt on an irqfd.
     let serial_irq = EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
-        .map_err(kvm_err("KVM_IRQFD"))?;
+        .context("KVM_IRQFD")?;
     let bus = Arc::new(Bus::new(serial_irq, stop.clone(), xen.is_some(), o.trace)?);
     if let Some(path) = &o.monitor {
         let channels = xen.as_ref().map(Xen::channels);
-        monitor::serve(path, channels, mem.clone(), stop.clone(), o.clone())?;
+        let (mem, stop, options) = (mem.clone(), stop.clone(), o.clone());
+        Monitor {
+            channels,
+            mem,
+            stop,
+            options,
+        }
+        .serve(path)?;
     }
     for (id, mut vcpu) in (0..).zip(vcpus) {
         let (bus, stop) = (bus.clone(), stop.clone());
         let mut on_exit = xen.as_ref().map(|x| x.exit_handler(id));
+        let run = move || {
+            let run = || vcpu_loop(&mut vcpu, id, &bus, on_exit.as_mut(), &stop);
+            let why = panic::catch_unwind(AssertUnwindSafe(run));
+            stop.stop(why.unwrap_or_else(|_| Stop::Error(format!("vCPU {id} panicked"))));
+        };
         let handle = thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || {
-                let run = || vcpu_loop(&mut vcpu, id, &bus, on_exit.as_mut(), &stop);
-                let why = panic::catch_unwind(AssertUnwindSafe(run))
-                    .unwrap_or_else(|_| Stop::Error(format!("vCPU {id}: its thread panicked")));
-                stop.stop(why);
-            })
-            .context("cannot start a vCPU thread")?;
+            .spawn(run)?;
         threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -287,12 +271,13 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     }
 
     Ok(match o.timeout {
-        Some(t) => stop_rx
-            .recv_timeout(t.saturating_sub(started.elapsed()))
-            .unwrap_or(Stop::Timeout),
+        Some(t) => {
+            let left = t.saturating_sub(started.elapsed());
+            stop_rx.recv_timeout(left).unwrap_or(Stop::Timeout)
+        }
         None => stop_rx
             .recv()
-            .unwrap_or_else(|_| Stop::Error("every vCPU thread ended".into())),
+            .unwrap_or(Stop::Error("every vCPU thread ended".into())),
     })
 }
 
@@ -316,24 +301,9 @@ fn vcpu_loop(
                 thread::park();
             }
         }
-        // Exits no device takes go to Xen (with the port, if a write).
         let unowned = match vcpu.run() {
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) if matches!(e.errno(), libc::EINTR | libc::EAGAIN) => continue,
             Err(e) => return Stop::Error(format!("vCPU {id}: KVM_RUN failed: {e}")),
-            Ok(VcpuExit::IoIn(port, data)) => {
-                bus.pio_read(port, data);
-                None
-            }
-            Ok(VcpuExit::IoOut(port, data)) => (!bus.pio_write(port, data)).then_some(Some(port)),
-            Ok(VcpuExit::MmioRead(addr, data)) => {
-                bus.mmio_read(addr, data);
-                None
-            }
-            Ok(VcpuExit::MmioWrite(addr, data)) => {
-                bus.mmio_write(addr, data);
-                None
-            }
-            Ok(VcpuExit::Intr | VcpuExit::Hlt) => None,
             Ok(VcpuExit::Shutdown) => {
                 return Stop::Fault(format!("vCPU {id} triple-faulted (KVM_EXIT_SHUTDOWN)"));
             }
@@ -351,24 +321,22 @@ fn vcpu_loop(
             Ok(VcpuExit::InternalError) => {
                 // SAFETY: the exit reason says `internal` is the valid member.
                 let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
-                let why = "an instruction KVM cannot emulate?";
-                return Stop::Fault(format!(
-                    "vCPU {id}: KVM internal error {sub} at rip {rip:#x} ({why})"
-                ));
+                let rip = vcpu.get_regs().map_or(0, |r| r.rip);
+                let why = format!("KVM internal error {sub} at rip {rip:#x}");
+                let hint = "an instruction KVM cannot emulate?";
+                return Stop::Fault(format!("vCPU {id}: {why} ({hint})"));
             }
-            Ok(_) => Some(None),
+            Ok(exit) => bus.exit(exit),
         };
-        if let Some(port) = unowned
+        // Exits no device took go to Xen.
+        if let Err(port) = unowned
             && !xen.as_mut().is_some_and(|handle| handle(vcpu))
         {
-            match port {
-                Some(port) => bus.ignored_write(port),
-                None => {
-                    let reason = vcpu.get_kvm_run().exit_reason;
-                    return Stop::Error(format!("vCPU {id}: unexpected KVM exit {reason}"));
-                }
-            }
+            let Some(port) = port else {
+                let reason = vcpu.get_kvm_run().exit_reason;
+                return Stop::Error(format!("vCPU {id}: unexpected KVM exit {reason}"));
+            };
+            bus.ignored_write(port);
         }
     }
 }
