@@ -2,10 +2,11 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! The example VMM (`examples/xen-vmm`) run as a process: the embedded
-//! flow guest on one and two vCPUs, an ELF booted through its PVH note,
-//! the monitor, `--trace`, and every way a run can fail (bad options, a
-//! missing or truncated image, a crashing guest, a guest that never shuts
-//! down, a plain KVM VM without Xen).
+//! flow guest on one and two vCPUs, an ELF64 and an ELF32 (machine
+//! x86-64) booted through their PVH note, the monitor, `--trace`, and
+//! every way a run can fail (bad options, a missing or truncated image, a
+//! crashing guest, a guest that never shuts down, a plain KVM VM without
+//! Xen).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -141,6 +142,54 @@ fn test_elf_through_pvh_note() {
     let elf = temp("flow.elf", guests::FLOW.elf);
     let r = run(&["--elf", elf.to_str().unwrap(), "--memory", "64M"]);
     assert_flow(&r, 1);
+    assert!(r.stdout.contains("booting PVH entry"), "{}", r.stdout);
+}
+
+/// `image` (an ELF64 file) as ELF32 with machine x86-64, the way `objcopy
+/// -O elf32-x86-64` ships 64-bit kernels for Xen's HVM domain builder:
+/// its loadable segments and notes, at the same addresses.
+fn elf32_x86_64(image: &[u8]) -> Vec<u8> {
+    let u = |off: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&image[off..off + n]);
+        u64::from_le_bytes(b)
+    };
+    let (entry, phoff, phentsize, phnum) = (u(24, 8), u(32, 8), u(54, 2), u(56, 2));
+    let phdrs: Vec<[u64; 8]> = (0..phnum as usize)
+        .map(|i| phoff as usize + i * phentsize as usize)
+        // type, offset, vaddr, paddr, filesz, memsz, flags, align
+        .map(|p| [0, 8, 16, 24, 32, 40, 4, 48].map(|f| u(p + f, if f < 8 { 4 } else { 8 })))
+        .filter(|h| h[0] == 1 || h[0] == 4)
+        .collect();
+    let mut data_at = 52 + 32 * phdrs.len();
+    let (mut headers, mut data) = (Vec::new(), Vec::new());
+    for mut h in phdrs {
+        let bytes = &image[h[1] as usize..(h[1] + h[4]) as usize];
+        h[1] = data_at as u64;
+        data_at += bytes.len().next_multiple_of(16);
+        data.extend_from_slice(bytes);
+        data.resize(data.len().next_multiple_of(16), 0);
+        headers.extend(h.iter().flat_map(|&v| (v as u32).to_le_bytes()));
+    }
+    let mut f = b"\x7fELF\x01\x01\x01".to_vec();
+    f.resize(16, 0);
+    f.extend([2u16, 62].iter().flat_map(|v| v.to_le_bytes()));
+    let words = [1, entry as u32, 52, 0, 0];
+    f.extend(words.iter().flat_map(|v| v.to_le_bytes()));
+    let halves = [52u16, 32, (headers.len() / 32) as u16, 40, 0, 0];
+    f.extend(halves.iter().flat_map(|v| v.to_le_bytes()));
+    [f, headers, data].concat()
+}
+
+#[test]
+fn test_elf32_x86_64_through_pvh_note() {
+    if !kvm_available("test_elf32_x86_64_through_pvh_note") {
+        return;
+    }
+    let elf = temp("flow32.elf", &elf32_x86_64(guests::FLOW.elf));
+    let r = run(&["--elf", elf.to_str().unwrap(), "--memory", "64M"]);
+    assert_flow(&r, 1);
+    assert!(r.stdout.contains("flow: [14] done"), "{}", r.stdout);
     assert!(r.stdout.contains("booting PVH entry"), "{}", r.stdout);
 }
 
