@@ -12,7 +12,7 @@
 //! memory (see `vm.rs`), so MMIO exits find no device either.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Result;
 use kvm_ioctls::VcpuExit;
@@ -28,7 +28,7 @@ use xen_platform_pci::{
 
 use crate::boot::{PLATFORM_BAR0, PLATFORM_BAR1};
 use crate::rtc::Cmos;
-use crate::vm::{Stop, Stopper};
+use crate::vm::{Stop, Stopper, lock};
 
 /// The first serial port's IRQ.
 pub(crate) const COM1_IRQ: u32 = 4;
@@ -39,10 +39,6 @@ const PLATFORM_SLOT: u32 = 2;
 pub(crate) fn print(bytes: &[u8]) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(bytes).and_then(|()| out.flush());
-}
-
-fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The serial port's interrupt: an eventfd registered as an irqfd.

@@ -15,7 +15,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
@@ -83,8 +83,7 @@ impl Stopper {
     /// trace line is then complete): no vCPU re-enters the guest, and the
     /// next vCPU thread to look reports the stop.
     pub(crate) fn defer(&self, stop: Stop) {
-        let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
-        deferred.get_or_insert(stop);
+        lock(&self.deferred).get_or_insert(stop);
         self.stopping.store(true, Ordering::SeqCst);
     }
 
@@ -93,11 +92,13 @@ impl Stopper {
     }
 
     pub(crate) fn take_deferred(&self) -> Option<Stop> {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+        lock(&self.deferred).take()
     }
+}
+
+/// Locks `m`, whether or not a thread panicked holding it.
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Guest memory: RAM, BAR1, the special pages; each a KVM slot.
@@ -159,26 +160,15 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     register_signal_handler(SIGRTMIN(), kick_handler).context("the vCPU kick signal")?;
     let kick_threads = threads.clone();
     let kick: xen::Kick = Box::new(move |vcpu| {
-        let threads = kick_threads.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = threads.get(vcpu as usize) {
+        if let Some(t) = lock(&kick_threads).get(vcpu as usize) {
             let _ = t.kill(SIGRTMIN());
         }
     });
     let xen = match o.xen {
         None => None,
         Some(version) => {
-            let e820 = boot::e820(o.memory);
-            let (vapic, accel, trace, vcpus) = (o.vapic, o.accel, o.trace, o.cpus);
-            let config = xen::Config {
-                version,
-                vapic,
-                accel,
-                trace,
-                vcpus,
-                e820,
-            };
-            let xen = Xen::new(&kvm, &vm, &mem, config, stop.clone(), kick)?;
-            let (mib, path) = (o.memory >> 20, xen.path());
+            let xen = Xen::new(&kvm, &vm, &mem, version, o, stop.clone(), kick)?;
+            let (vcpus, mib, path) = (o.cpus, o.memory >> 20, xen.path());
             let line =
                 format!("Xen {version} for {vcpus} vCPU(s), {mib} MiB; hypercalls on the {path}");
             print(format!("xen-vmm: {line}\n").as_bytes());

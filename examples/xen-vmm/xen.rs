@@ -15,29 +15,18 @@ use anyhow::{Context, Result};
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
-use xen_abi::memory::E820Entry;
 use xen_abi::sched::ShutdownReason;
 use xen_cpuid::{XenCpuid, XenCpuidConfig, XenVersion};
 use xen_evtchn::EventChannels;
 use xen_hypercall::env::{Console, DomainEvents};
 use xen_hypercall::{DomainConfig, Env, HcResult, Hypercall};
 use xen_kvm_accel::stack::XenStack;
-use xen_kvm_accel::{Caps, PathChoice, XenAccel, XenConfig};
+use xen_kvm_accel::{Caps, XenAccel, XenConfig};
 
+use crate::boot::e820;
 use crate::devices::print;
+use crate::options::Options;
 use crate::vm::{Stop, Stopper};
-
-/// How to present Xen.
-pub(crate) struct Config {
-    pub(crate) version: XenVersion,
-    /// Advertise the virtual-APIC CPUID flags.
-    pub(crate) vapic: bool,
-    pub(crate) accel: PathChoice,
-    /// Log every hypercall on stderr.
-    pub(crate) trace: bool,
-    pub(crate) vcpus: u32,
-    pub(crate) e820: Vec<E820Entry>,
-}
 
 /// Makes vCPU n leave `KVM_RUN`, so that KVM injects a callback vector it
 /// owns as the vCPU re-enters (kernel path).
@@ -71,11 +60,14 @@ impl DomainEvents for Guest {
 
 impl Xen {
     /// Builds the domain and attaches it to `vm` (before its vCPUs exist).
+    /// `version` is the Xen to present; `o` says how (vCPUs, memory, path,
+    /// trace, vAPIC flags).
     pub(crate) fn new(
         kvm: &Kvm,
         vm: &VmFd,
         mem: &GuestMemoryMmap,
-        c: Config,
+        version: XenVersion,
+        o: &Options,
         stop: Stopper,
         kick: Kick,
     ) -> Result<Self> {
@@ -85,10 +77,10 @@ impl Xen {
             events: guest,
             ..Env::default()
         };
-        let domain = DomainConfig::new(c.vcpus, c.version.raw(), c.e820);
+        let domain = DomainConfig::new(o.cpus, version.raw(), e820(o.memory));
         let stack = XenStack::new(domain, env, true).context("Xen setup")?;
         let config = XenConfig {
-            path: c.accel,
+            path: o.accel,
             ..XenConfig::default()
         };
         let (domain, dispatcher) = (stack.domain.clone(), stack.dispatcher.clone());
@@ -97,15 +89,15 @@ impl Xen {
         stack.upcall.attach(kvm, vm).context("Xen upcalls")?;
         stack.upcall.set_kicker(kick);
         accel.set_upcall(stack.upcall.clone());
-        if c.trace {
+        if o.trace {
             accel.set_trace(Box::new(|v, call, r| {
                 eprintln!("{}", trace_line(v, call, r))
             }));
         }
         stack.attach_memory(mem);
         let cpuid = XenCpuid::new(XenCpuidConfig {
-            vapic: c.vapic,
-            ..XenCpuidConfig::new(c.version)
+            vapic: o.vapic,
+            ..XenCpuidConfig::new(version)
         });
         let accel = Arc::new(accel);
         Ok(Self {
