@@ -315,7 +315,7 @@ pub fn hypercall32(nr: u32, a: [u32; 5]) -> i64 {
 pub mod upcall {
     use core::arch::asm;
     use core::ptr::{read_volatile, write_volatile};
-    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
     use crate::set_gate;
 
@@ -336,6 +336,9 @@ pub mod upcall {
     /// or 0 for the 2-level ABI.
     static FIFO_CONTROL: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
     static FIFO_ARRAY: AtomicU64 = AtomicU64::new(0);
+    /// The vCPU each port (< 64) is bound to, as far as this guest knows
+    /// ([`claim`]); ports never claimed are vCPU 0's, as in Linux.
+    static OWNER: [AtomicU8; 64] = [const { AtomicU8::new(0) }; 64];
 
     /// FIFO event-word bits.
     const PENDING: u32 = 1 << 31;
@@ -383,18 +386,43 @@ pub mod upcall {
         }
     }
 
+    /// Records that `port` is bound to `vcpu` (the vCPU its
+    /// `EVTCHNOP_bind_ipi` or `bind_virq` named, or `bind_vcpu` moved it
+    /// to), so that only that vCPU's handler takes it.
+    pub fn claim(port: u64, vcpu: u64) {
+        if let Some(o) = OWNER.get(port as usize) {
+            o.store(vcpu as u8, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether `port` is bound to vCPU `v`.
+    fn owned_by(port: u64, v: usize) -> bool {
+        OWNER
+            .get(port as usize)
+            .map_or(v == 0, |o| usize::from(o.load(Ordering::SeqCst)) == v)
+    }
+
     /// 2-level: swap the selector (in the vcpu_info at `info`), scan
-    /// `pending & ~mask` of each word.
+    /// `pending & ~mask` of each word for this vCPU's ports.
     fn two_level_consume(v: usize, info: u64) {
-        two_level_scan(SHINFO.load(Ordering::Relaxed), info, |port| record(v, port));
+        let shinfo = SHINFO.load(Ordering::Relaxed);
+        two_level_scan(shinfo, info, |port| owned_by(port, v), |port| record(v, port));
     }
 
     /// What Linux's `xen_evtchn_do_upcall` does for the 2-level ABI, after
     /// clearing `evtchn_upcall_pending`: swaps the selector of the
     /// vcpu_info at `info` to 0 and, for each word it names, clears and
     /// hands `found` every port of `pending & ~mask` in the shared_info at
-    /// `shinfo`.
-    pub fn two_level_scan(shinfo: u64, info: u64, mut found: impl FnMut(u64)) {
+    /// `shinfo` that is `mine` (bound to this vCPU: the selector is
+    /// per-vCPU, the pending words are not, so a vCPU taking every ready
+    /// port would steal other vCPUs' events, which Linux's per-CPU
+    /// `cpu_evtchn_mask` prevents).
+    pub fn two_level_scan(
+        shinfo: u64,
+        info: u64,
+        mine: impl Fn(u64) -> bool,
+        mut found: impl FnMut(u64),
+    ) {
         // SAFETY: the selector word of this vCPU's vcpu_info, guest RAM the
         // VMM changes only atomically.
         let sel = unsafe { &*((info + 8) as *const AtomicU64) }.swap(0, Ordering::SeqCst);
@@ -406,7 +434,7 @@ pub mod upcall {
             let mask = crate::xen::shared_word(shinfo, 2560 + w * 8);
             let ready = pending.load(Ordering::SeqCst) & !mask.load(Ordering::SeqCst);
             for b in 0..64u64 {
-                if ready & (1 << b) != 0 {
+                if ready & (1 << b) != 0 && mine(w * 64 + b) {
                     pending.fetch_and(!(1 << b), Ordering::SeqCst);
                     found(w * 64 + b);
                 }

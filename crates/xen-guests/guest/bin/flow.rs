@@ -205,7 +205,9 @@ fn setup_vcpu(vcpu: u64) {
 fn bind_ipi(vcpu: u64) -> u64 {
     put(vcpu, 0, vcpu);
     check("EVTCHNOP_bind_ipi", evtchn(vcpu, evtchnop::BIND_IPI));
-    get(vcpu, 0) >> 32
+    let port = get(vcpu, 0) >> 32;
+    upcall::claim(port, vcpu);
+    port
 }
 
 fn send(vcpu: u64, port: u64) {

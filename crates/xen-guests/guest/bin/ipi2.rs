@@ -78,6 +78,7 @@ fn main(start: Start) -> u32 {
         put(0, 0, v);
         println!("v bind_ipi", v, " ", hypercall(nr::EVENT_CHANNEL_OP, [evtchnop::BIND_IPI, arg(0), 0, 0, 0]));
         let port = get(0, 0) >> 32;
+        upcall::claim(port, v);
         if v == 0 {
             PORT0.store(port, Ordering::SeqCst);
         } else {

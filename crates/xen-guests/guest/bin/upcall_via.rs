@@ -193,7 +193,7 @@ fn upcall_pending(v: u64) -> &'static AtomicU8 {
 /// `evtchn_upcall_pending`, swap the selector to 0, take `pending & ~mask`.
 fn consume(v: u64) {
     upcall_pending(v).store(0, Ordering::SeqCst);
-    upcall::two_level_scan(SHINFO, SHINFO + 64 * v, |port| {
+    upcall::two_level_scan(SHINFO, SHINFO + 64 * v, |_| true, |port| {
         if port < 64 {
             SEEN.fetch_or(1 << port, Ordering::SeqCst);
         }
