@@ -10,26 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory};
-use xen_evtchn::{Config, EventChannels, GuestLayout, NoUpcall};
-
-const SHINFO: u64 = 0x1000;
-
-struct Layout;
-
-impl GuestLayout for Layout {
-    fn shared_info_gpa(&self) -> Option<u64> {
-        Some(SHINFO)
-    }
-    fn long_mode(&self) -> bool {
-        true
-    }
-    fn vcpu_info_gpa(&self, vcpu: u32) -> Option<u64> {
-        Some(SHINFO + u64::from(vcpu) * 64)
-    }
-    fn vcpus(&self) -> u32 {
-        1
-    }
-}
+use xen_evtchn::testing::{SHINFO, layout};
+use xen_evtchn::{Config, EventChannels, NoUpcall};
 
 /// A bare atomic operation on a guest word, reached the same way the crate
 /// reaches it (slice lookup, atomic reference).
@@ -40,7 +22,7 @@ fn atomic<M: GuestMemoryBackend, R>(mem: &M, gpa: u64, f: impl FnOnce(&AtomicU64
 
 fn send(c: &mut Criterion) {
     let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-    let ch = EventChannels::new(Config::new(1), Arc::new(Layout), Arc::new(NoUpcall)).unwrap();
+    let ch = EventChannels::new(Config::new(1), layout(true, 1), Arc::new(NoUpcall)).unwrap();
     let port = ch.bind_ipi(&mem, 0).unwrap();
     let pending = SHINFO + 2048;
     let sel = SHINFO + 8;

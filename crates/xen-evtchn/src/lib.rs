@@ -46,6 +46,9 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("xen-evtchn supports x86-64 hosts and guests only");
+
 pub mod backend;
 pub mod channels;
 mod fifo;
@@ -55,8 +58,8 @@ mod guest;
 #[cfg(test)]
 mod model_tests;
 pub mod state;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 mod twolevel;
 
 pub use backend::{BackendNotify, BackendPort};
@@ -142,7 +145,8 @@ impl Config {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks that the domain id can be a guest's.
+    pub fn validate(&self) -> Result<()> {
         if !domid_is_regular(self.domid) || self.domid == DOMID_BACKEND {
             return Err(Error::InvalidDomid(self.domid));
         }
@@ -162,6 +166,9 @@ pub enum Error {
     /// Two ends of a connection do not point at each other.
     #[error("Port {0} is connected to an end that does not point back at it.")]
     InconsistentPeer(u32),
+    /// A port notifies a vCPU the domain does not have.
+    #[error("Port {0} notifies a vCPU the domain does not have.")]
+    InvalidVcpu(u32),
     /// A VIRQ or PIRQ is bound twice, or a VIRQ number is too large.
     #[error("Port {0} has an invalid or duplicate VIRQ or PIRQ binding.")]
     InvalidBinding(u32),

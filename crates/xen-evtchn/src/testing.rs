@@ -1,7 +1,9 @@
 // Copyright 2026 The xen-on-kvm Authors
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! Test layout, upcall recorder and guest-side helpers.
+//! Test utilities (feature `test-utils`): a guest layout whose answers a
+//! test changes, an upcall recorder, and a fixture with guest RAM and
+//! event channels plus the guest's side of the 2-level bits.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,16 +14,20 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use crate::{Config, EventChannels, GuestLayout, Upcall};
 
 /// shared_info placement used by the tests.
-pub(crate) const SHINFO: u64 = 0x1000;
+pub const SHINFO: u64 = 0x1000;
 /// Size of test RAM.
-pub(crate) const RAM: usize = 4 << 20;
+pub const RAM: usize = 4 << 20;
 
 /// A [`GuestLayout`] whose answers tests can change.
-pub(crate) struct TestLayout {
-    pub(crate) shinfo: Mutex<Option<u64>>,
-    pub(crate) long: AtomicBool,
-    pub(crate) vcpus: u32,
-    pub(crate) vcpu_info: Mutex<HashMap<u32, u64>>,
+pub struct TestLayout {
+    /// GPA of shared_info.
+    pub shinfo: Mutex<Option<u64>>,
+    /// The latched layout.
+    pub long: AtomicBool,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Registered vcpu_info GPAs (others use their shared_info slot).
+    pub vcpu_info: Mutex<HashMap<u32, u64>>,
 }
 
 impl GuestLayout for TestLayout {
@@ -45,9 +51,11 @@ impl GuestLayout for TestLayout {
 
 /// Records upcalls and raised ports.
 #[derive(Default)]
-pub(crate) struct Recorder {
-    pub(crate) upcalls: Mutex<Vec<u32>>,
-    pub(crate) raised: Mutex<Vec<u32>>,
+pub struct Recorder {
+    /// vCPUs whose upcall was raised, in order.
+    pub upcalls: Mutex<Vec<u32>>,
+    /// Ports that newly became pending, in order.
+    pub raised: Mutex<Vec<u32>>,
 }
 
 impl Upcall for Recorder {
@@ -60,14 +68,20 @@ impl Upcall for Recorder {
 }
 
 /// Guest memory, layout, recorder and event channels.
-pub(crate) struct Fx {
-    pub(crate) mem: GuestMemoryMmap<()>,
-    pub(crate) layout: Arc<TestLayout>,
-    pub(crate) rec: Arc<Recorder>,
-    pub(crate) ev: EventChannels,
+pub struct Fx {
+    /// Guest RAM ([`RAM`] bytes).
+    pub mem: GuestMemoryMmap<()>,
+    /// The layout (shared_info at [`SHINFO`]).
+    pub layout: Arc<TestLayout>,
+    /// The upcall recorder.
+    pub rec: Arc<Recorder>,
+    /// The event channels.
+    pub ev: EventChannels,
 }
 
-pub(crate) fn layout(long: bool, vcpus: u32) -> Arc<TestLayout> {
+/// A layout with shared_info at [`SHINFO`], `vcpus` vCPUs and the given
+/// latched layout.
+pub fn layout(long: bool, vcpus: u32) -> Arc<TestLayout> {
     Arc::new(TestLayout {
         shinfo: Mutex::new(Some(SHINFO)),
         long: AtomicBool::new(long),
@@ -76,7 +90,8 @@ pub(crate) fn layout(long: bool, vcpus: u32) -> Arc<TestLayout> {
     })
 }
 
-pub(crate) fn fx_with(long: bool, vcpus: u32, config: Config) -> Fx {
+/// A fixture with the given layout and configuration.
+pub fn fx_with(long: bool, vcpus: u32, config: Config) -> Fx {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
     let layout = layout(long, vcpus);
     let rec = Arc::new(Recorder::default());
@@ -90,7 +105,7 @@ pub(crate) fn fx_with(long: bool, vcpus: u32, config: Config) -> Fx {
 }
 
 /// 64-bit layout, 4 vCPUs, domain 1.
-pub(crate) fn fx() -> Fx {
+pub fn fx() -> Fx {
     fx_with(true, 4, Config::new(1))
 }
 
@@ -134,32 +149,32 @@ impl Fx {
     }
 
     /// The 2-level pending bit of `port`.
-    pub(crate) fn pending_bit(&self, port: u32) -> bool {
+    pub fn pending_bit(&self, port: u32) -> bool {
         self.bit(SHINFO + 2048, port)
     }
 
     /// The 2-level mask bit of `port`.
-    pub(crate) fn mask_bit(&self, port: u32) -> bool {
+    pub fn mask_bit(&self, port: u32) -> bool {
         self.bit(self.mask_base(), port)
     }
 
     /// Sets or clears the mask bit as the guest would.
-    pub(crate) fn guest_mask(&self, port: u32, on: bool) {
+    pub fn guest_mask(&self, port: u32, on: bool) {
         self.set_bit(self.mask_base(), port, on);
     }
 
     /// Clears the pending bit as the guest would.
-    pub(crate) fn guest_clear_pending(&self, port: u32) {
+    pub fn guest_clear_pending(&self, port: u32) {
         self.set_bit(SHINFO + 2048, port, false);
     }
 
     /// Selector bit `word` of `vcpu`.
-    pub(crate) fn sel_bit(&self, vcpu: u32, word: u32) -> bool {
+    pub fn sel_bit(&self, vcpu: u32, word: u32) -> bool {
         self.bit(self.sel_base(vcpu), word)
     }
 
     /// Clears the whole selector of `vcpu`, as the guest's xchg does.
-    pub(crate) fn guest_clear_sel(&self, vcpu: u32) {
+    pub fn guest_clear_sel(&self, vcpu: u32) {
         let gpa = GuestAddress(self.sel_base(vcpu));
         if self.layout.long_mode() {
             self.mem.write_obj(0u64, gpa).unwrap();
@@ -169,29 +184,29 @@ impl Fx {
     }
 
     /// `evtchn_upcall_pending` of `vcpu`.
-    pub(crate) fn upcall_pending(&self, vcpu: u32) -> u8 {
+    pub fn upcall_pending(&self, vcpu: u32) -> u8 {
         let gpa = self.layout.vcpu_info_gpa(vcpu).unwrap();
         self.mem.read_obj(GuestAddress(gpa)).unwrap()
     }
 
     /// Clears `evtchn_upcall_pending` of `vcpu`.
-    pub(crate) fn guest_clear_upcall(&self, vcpu: u32) {
+    pub fn guest_clear_upcall(&self, vcpu: u32) {
         let gpa = self.layout.vcpu_info_gpa(vcpu).unwrap();
         self.mem.write_obj(0u8, GuestAddress(gpa)).unwrap();
     }
 
     /// Upcalls recorded so far (and forgets them).
-    pub(crate) fn take_upcalls(&self) -> Vec<u32> {
+    pub fn take_upcalls(&self) -> Vec<u32> {
         std::mem::take(&mut *self.rec.upcalls.lock().unwrap())
     }
 
     /// Reads a 32-bit word.
-    pub(crate) fn read_u32(&self, gpa: u64) -> u32 {
+    pub fn read_u32(&self, gpa: u64) -> u32 {
         self.mem.read_obj(GuestAddress(gpa)).unwrap()
     }
 
     /// Writes a 32-bit word.
-    pub(crate) fn write_u32(&self, gpa: u64, v: u32) {
+    pub fn write_u32(&self, gpa: u64, v: u32) {
         self.mem.write_obj(v, GuestAddress(gpa)).unwrap()
     }
 }

@@ -137,4 +137,23 @@ mod tests {
         );
         assert_eq!(l[0].binding, Binding::Ipi);
     }
+
+    #[test]
+    fn test_list_port_beyond_compat_limit_is_masked_not_read_past_bitmap() {
+        let f = fx();
+        let mut last = 0;
+        for _ in 0..1030 {
+            last = f.ev.bind_ipi(&f.mem, 0).unwrap();
+        }
+        assert_eq!(last, 1030);
+        // Bits right after the 32-bit layout's mask array (at 2176 + 128):
+        // what a read of port 1030's mask would find there.
+        f.write_u32(crate::testing::SHINFO + 2176 + 128, 0);
+        f.layout
+            .long
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let l = f.ev.list(&f.mem);
+        let p = l.iter().find(|p| p.port == last).unwrap();
+        assert!(p.masked && !p.pending, "{p:?}");
+    }
 }

@@ -248,6 +248,12 @@ impl Inner {
         layout: &dyn GuestLayout,
         port: u32,
     ) -> bool {
+        // Beyond the current ABI's limit (a 32-bit layout latched after
+        // ports above 1023 were bound) a port can never be delivered: Xen
+        // reports it masked rather than reading past the bitmap.
+        if port >= self.limit(layout) {
+            return true;
+        }
         match &self.fifo {
             None => twolevel::is_masked(mem, layout, port),
             Some(fifo) => fifo.is_masked(mem, port),

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use xen_abi::event_channel::{
-    EVTCHN_FIFO_LINK_MASK, EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES, EVTCHN_FIFO_NR_CHANNELS,
-    EVTCHN_FIFO_PRIORITY_MIN,
+    EVTCHN_2L_NR_CHANNELS, EVTCHN_FIFO_LINK_MASK, EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES,
+    EVTCHN_FIFO_NR_CHANNELS, EVTCHN_FIFO_PRIORITY_MIN,
 };
 use xen_abi::xen::NR_VIRQS;
 
@@ -50,16 +50,22 @@ impl Inner {
         }
     }
 
-    fn import(state: &State) -> crate::Result<Self> {
+    fn import(state: &State, vcpus: u32) -> crate::Result<Self> {
         state.config.validate()?;
         let mut inner = Inner::new(state.config);
-        let max = state
-            .config
-            .max_evtchn_port
-            .min(EVTCHN_FIFO_NR_CHANNELS - 1);
+        // A 2-level table never allocates beyond the 64-bit layout's limit.
+        let abi_max = if state.fifo.is_some() {
+            EVTCHN_FIFO_NR_CHANNELS
+        } else {
+            EVTCHN_2L_NR_CHANNELS
+        };
+        let max = state.config.max_evtchn_port.min(abi_max - 1);
         for p in &state.ports {
             if p.port == 0 || p.port > max || inner.ports.contains_key(&p.port) {
                 return Err(Error::InvalidPort(p.port));
+            }
+            if p.vcpu >= vcpus {
+                return Err(Error::InvalidVcpu(p.port));
             }
             if u32::from(p.priority) > EVTCHN_FIFO_PRIORITY_MIN {
                 return Err(Error::InvalidPriority(p.port));
@@ -125,6 +131,7 @@ impl Inner {
         }
         if let Some(f) = &state.fifo {
             if f.control.len() != f.tails.len()
+                || f.control.len() > vcpus as usize
                 || f.array_pages.len() > EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES as usize
                 || f.tails.iter().flatten().any(|&t| t > EVTCHN_FIFO_LINK_MASK)
             {
@@ -146,7 +153,8 @@ impl EventChannels {
         self.shared.lock().export()
     }
 
-    /// Rebuilds event channels from a snapshot, after validating it.
+    /// Rebuilds event channels from a snapshot, after validating it
+    /// (against `layout`'s vCPU count too).
     ///
     /// Back ends are restored without callbacks; each device reclaims its
     /// end with [`EventChannels::backend_attach`].
@@ -155,7 +163,8 @@ impl EventChannels {
         layout: Arc<dyn GuestLayout>,
         upcall: Arc<dyn Upcall>,
     ) -> crate::Result<Self> {
-        Ok(Self::with_inner(Inner::import(state)?, layout, upcall))
+        let inner = Inner::import(state, layout.vcpus())?;
+        Ok(Self::with_inner(inner, layout, upcall))
     }
 }
 
@@ -242,6 +251,22 @@ mod tests {
             array_pages: vec![],
         });
         check(&s, Error::InvalidFifo);
+        // More FIFO control blocks than vCPUs.
+        let mut s = good.clone();
+        s.fifo = Some(FifoState {
+            control: vec![None; 5],
+            tails: vec![[0; 16]; 5],
+            array_pages: vec![],
+        });
+        check(&s, Error::InvalidFifo);
+        // A port notifying a vCPU the domain does not have.
+        let mut s = good.clone();
+        s.ports[2].vcpu = 4;
+        check(&s, Error::InvalidVcpu(3));
+        // A 2-level table with a port beyond the 2-level limit.
+        let mut s = good.clone();
+        s.ports[2].port = 4096;
+        check(&s, Error::InvalidPort(4096));
     }
 
     #[cfg(feature = "serde")]
