@@ -21,10 +21,9 @@ use vm_device::device_manager::{IoManager, MmioManager, PioManager};
 use vm_device::{DevicePio, MutDevicePio};
 use vm_superio::{Serial, Trigger, serial::NoEvents};
 use vmm_sys_util::eventfd::EventFd;
+use xen_domain::Platform;
 use xen_platform_pci::pci::{BAR0_SIZE, REG_BAR0, REG_BAR1, REG_COMMAND};
-use xen_platform_pci::{
-    Config, LEGACY_PORT_BASE, LEGACY_PORT_COUNT, PlatformDevice, PlatformEvents,
-};
+use xen_platform_pci::{LEGACY_PORT_BASE, LEGACY_PORT_COUNT};
 
 use crate::boot::{PLATFORM_BAR0, PLATFORM_BAR1};
 use crate::rtc::Cmos;
@@ -85,19 +84,10 @@ impl DevicePio for DebugPorts {
     }
 }
 
-/// The platform device's log lines.
-struct PlatformLog;
-
-impl PlatformEvents for PlatformLog {
-    fn log_line(&self, line: &str) {
-        print(format!("xen-vmm: platform log: {line}\n").as_bytes());
-    }
-}
-
-/// The platform device's ports (legacy and BAR0) through its own
-/// `MutDevicePio`, telling the user about unplug requests (this VMM
+/// The domain's platform device: its ports (legacy and BAR0) through its
+/// own `MutDevicePio`, telling the user about unplug requests (this VMM
 /// registers no emulated disks or NICs with it).
-struct PlatformPorts(Mutex<PlatformDevice<PlatformLog>>);
+struct PlatformPorts(Arc<Platform>);
 
 impl DevicePio for PlatformPorts {
     fn pio_read(&self, base: PioAddress, offset: Offset, data: &mut [u8]) {
@@ -181,8 +171,13 @@ pub(crate) struct Bus {
 }
 
 impl Bus {
-    /// The devices; `xen` adds the Xen platform device.
-    pub(crate) fn new(irq: EventFd, stop: Stopper, xen: bool, trace: bool) -> Result<Self> {
+    /// The devices, with the Xen domain's platform device if there is one.
+    pub(crate) fn new(
+        irq: EventFd,
+        stop: Stopper,
+        platform: Option<Arc<Platform>>,
+        trace: bool,
+    ) -> Result<Self> {
         let mut io = IoManager::new();
         let serial = SerialPort(Serial::new(IrqFd(irq), std::io::stdout()));
         io.register_pio(range(0x3f8, 8)?, Arc::new(Mutex::new(serial)))?;
@@ -190,13 +185,14 @@ impl Bus {
         let debug = Arc::new(DebugPorts(stop));
         io.register_pio(range(0xe9, 1)?, debug.clone())?;
         io.register_pio(range(0xf4, 4)?, debug)?;
-        let platform = xen.then(|| {
-            let mut d = PlatformDevice::new(Config::default(), PlatformLog);
+        let platform = platform.map(|p| {
+            let mut d = lock(&p);
             // What firmware would do: assign both BARs, enable decoding.
             d.write_config(REG_BAR0, 4, u32::from(PLATFORM_BAR0));
             d.write_config(REG_BAR1, 4, PLATFORM_BAR1 as u32);
             d.write_config(REG_COMMAND, 2, 0x3);
-            Arc::new(PlatformPorts(Mutex::new(d)))
+            drop(d);
+            Arc::new(PlatformPorts(p))
         });
         let pci = PciConfig(0, platform.clone());
         io.register_pio(range(0xcf8, 8)?, Arc::new(Mutex::new(pci)))?;
@@ -308,7 +304,10 @@ mod tests {
     #[test]
     fn test_bus_pci_bridge_platform_and_bar0() {
         let (stop, _) = Stopper::new();
-        let b = Bus::new(EventFd::new(0).unwrap(), stop.clone(), true, false).unwrap();
+        let events = Arc::new(xen_platform_pci::NoEvents);
+        let platform = xen_platform_pci::PlatformDevice::new(Default::default(), events as _);
+        let platform = Some(Arc::new(Mutex::new(platform)));
+        let b = Bus::new(EventFd::new(0).unwrap(), stop.clone(), platform, false).unwrap();
         assert_eq!(cfg(&b, 0, 0, None), 0x1237_8086);
         assert_eq!(cfg(&b, PLATFORM_SLOT, 0, None), 0x0001_5853);
         assert_eq!(cfg(&b, PLATFORM_SLOT, 0x14, None), PLATFORM_BAR1 as u32 | 8);

@@ -22,18 +22,17 @@ use std::thread;
 
 use anyhow::{Context, Result};
 use vm_memory::GuestMemoryMmap;
-use xen_evtchn::EventChannels;
+use xen_domain::XenDomain;
 
 use crate::options::Options;
 use crate::vm::{Stop, Stopper};
 
 const HELP: &str = "commands: info, evtchn-list, evtchn-inject PORT, quit, help";
 
-/// What the monitor reaches: the event channels (with Xen) and the rest.
+/// What the monitor reaches: the Xen domain (if any) and the rest.
 #[derive(Clone)]
 pub(crate) struct Monitor {
-    pub(crate) channels: Option<Arc<EventChannels>>,
-    pub(crate) mem: GuestMemoryMmap,
+    pub(crate) domain: Option<Arc<XenDomain<GuestMemoryMmap>>>,
     pub(crate) stop: Stopper,
     pub(crate) options: Options,
 }
@@ -43,7 +42,7 @@ impl Monitor {
     fn command(&self, line: &str) -> String {
         let o = &self.options;
         let words: Vec<&str> = line.split_whitespace().collect();
-        match (&words[..], &self.channels) {
+        match (&words[..], &self.domain) {
             ([], _) => String::new(),
             (["help"], _) => HELP.into(),
             (["info"], _) => {
@@ -52,8 +51,8 @@ impl Monitor {
             }
             (["quit"], _) => "ok".into(),
             (["evtchn-list" | "evtchn-inject", ..], None) => "error: Xen is off".into(),
-            (["evtchn-list"], Some(c)) => {
-                let ports = c.list(&self.mem);
+            (["evtchn-list"], Some(d)) => {
+                let ports = d.channels().list(d.memory());
                 let mut s = String::new();
                 for p in &ports {
                     let (pending, masked) = (u8::from(p.pending), u8::from(p.masked));
@@ -63,9 +62,9 @@ impl Monitor {
                 }
                 s + &format!("{} port(s)", ports.len())
             }
-            (["evtchn-inject", port], Some(c)) => match port.parse() {
+            (["evtchn-inject", port], Some(d)) => match port.parse() {
                 Err(_) => format!("error: {port} is not a port number"),
-                Ok(p) => match c.inject(&self.mem, p) {
+                Ok(p) => match d.channels().inject(d.memory(), p) {
                     Ok(()) => "ok".into(),
                     Err(e) => format!("error: port {p}: {e:?}"),
                 },

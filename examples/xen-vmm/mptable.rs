@@ -19,6 +19,7 @@
 
 use anyhow::{Context, Result};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use xen_abi::hvm::IntxPin;
 
 /// The floating pointer; the configuration table follows it.
 const MPTABLE_START: u64 = 0xf_0000;
@@ -32,6 +33,15 @@ const CPU_FEATURES: u32 = 1 << 0 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 9;
 const PCI_LEVEL_LOW: u8 = 0xf;
 
 /// The byte that makes `bytes` sum to zero (mod 256).
+/// The GSI (IOAPIC pin) of INTx pin `pin` of bus 0 device `slot`, as the
+/// table below wires it: pins 16-19, swizzled by device. Device 0 (the
+/// host bridge) and slots past 31 have none.
+pub(crate) fn pci_intx_gsi(slot: u8, pin: IntxPin) -> Option<u32> {
+    (1..32)
+        .contains(&slot)
+        .then(|| u32::from((slot + pin.raw()) % 4 + 16))
+}
+
 fn checksum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0u8, |s, &b| s.wrapping_sub(b))
 }
@@ -55,9 +65,18 @@ fn config_table(cpus: u8) -> Vec<u8> {
         t.extend([3, 0, 0, 0, 1, irq, ioapic, irq]);
     }
     for slot in 1..32u8 {
-        for pin in 0..4 {
-            let line = (slot + pin) % 4 + 16;
-            t.extend([3, 0, PCI_LEVEL_LOW, 0, 0, slot << 2 | pin, ioapic, line]);
+        for &pin in IntxPin::ALL {
+            let gsi = pci_intx_gsi(slot, pin).unwrap_or_default() as u8;
+            t.extend([
+                3,
+                0,
+                PCI_LEVEL_LOW,
+                0,
+                0,
+                slot << 2 | pin.raw(),
+                ioapic,
+                gsi,
+            ]);
         }
     }
     // Local interrupts (type 4): ExtINT on LINT0, NMI on LINT1.
@@ -117,14 +136,21 @@ mod tests {
             assert!(u64::from(at) + t.len() as u64 <= 0x10_0000);
             // Walk the entries: processors are 20 bytes, the rest 8.
             let (mut off, mut count, mut procs) = (44, 0, Vec::new());
+            let mut platform_inta = None;
             while off < t.len() {
                 if t[off] == 0 {
                     procs.push((t[off + 1], t[off + 3]));
+                }
+                if t[off] == 3 && t[off + 4] == 0 && t[off + 5] == 2 << 2 {
+                    platform_inta = Some(t[off + 7]);
                 }
                 off += if t[off] == 0 { 20 } else { 8 };
                 count += 1;
             }
             assert_eq!(off, t.len());
+            // The platform device's INTA# (device 2) is on the pin the
+            // Xen domain routes a PCI INTx callback to.
+            assert_eq!(platform_inta.map(u32::from), pci_intx_gsi(2, IntxPin::A));
             assert_eq!(u16::from_le_bytes([t[34], t[35]]), count);
             assert_eq!(procs.len(), usize::from(cpus));
             assert!(
@@ -135,5 +161,11 @@ mod tests {
             );
         }
         assert!(write_mptable(&mem, 255).is_err());
+        assert_eq!(pci_intx_gsi(2, IntxPin::A), Some(18));
+        assert_eq!(pci_intx_gsi(3, IntxPin::D), Some(18));
+        assert_eq!(
+            (pci_intx_gsi(0, IntxPin::A), pci_intx_gsi(32, IntxPin::A)),
+            (None, None)
+        );
     }
 }

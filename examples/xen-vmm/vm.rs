@@ -16,7 +16,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -25,14 +25,14 @@ use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use xen_abi::sched::ShutdownReason;
+use xen_kvm_accel::XenVcpu;
 
 use crate::boot::{self, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES};
 use crate::devices::{Bus, COM1_IRQ, print};
 use crate::monitor::Monitor;
 use crate::options::Options;
-use crate::xen::{self, ExitHandler, Xen};
+use crate::xen::Xen;
 
 /// Why the VM stopped.
 #[derive(Debug)]
@@ -153,21 +153,10 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     // CPUs, the IOAPIC and interrupt routing for guests without ACPI.
     crate::mptable::write_mptable(&mem, o.cpus)?;
     let (stop, stop_rx) = Stopper::new();
-
-    // A kick makes a vCPU thread leave KVM_RUN (EINTR) and re-enter. The
-    // threads are never joined: the process exits with the VM.
-    let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-    register_signal_handler(SIGRTMIN(), kick_handler).context("the vCPU kick signal")?;
-    let kick_threads = threads.clone();
-    let kick: xen::Kick = Box::new(move |vcpu| {
-        if let Some(t) = lock(&kick_threads).get(vcpu as usize) {
-            let _ = t.kill(SIGRTMIN());
-        }
-    });
     let xen = match o.xen {
         None => None,
         Some(version) => {
-            let xen = Xen::new(&kvm, &vm, &mem, version, o, stop.clone(), kick)?;
+            let xen = Xen::new(&kvm, &vm, &mem, version, o, stop.clone())?;
             let (vcpus, mib, path) = (o.cpus, o.memory >> 20, xen.path());
             let line =
                 format!("Xen {version} for {vcpus} vCPU(s), {mib} MiB; hypercalls on the {path}");
@@ -211,53 +200,50 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
                 _ => {}
             }
         }
-        if let Some(x) = &xen {
-            x.apply_cpuid(&mut cpuid, id)?;
-        }
-        vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
+        // Xen sets the CPUID with its leaves (and readies the vCPU).
+        let xen_vcpu = match &xen {
+            Some(x) => Some(x.kvm.vcpu(id, &mut vcpu, &cpuid).context("Xen vCPU")?),
+            None => {
+                vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
+                None
+            }
+        };
         if id == 0 {
             let mut sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
             let regs = boot::boot_regs(&mem, entry, start_info, &mut sregs)?;
             vcpu.set_sregs(&sregs).context("KVM_SET_SREGS")?;
             vcpu.set_regs(&regs).context("KVM_SET_REGS")?;
         }
-        if let Some(x) = &xen {
-            x.setup_vcpu(&mut vcpu, id)?;
-        }
-        vcpus.push(vcpu);
+        vcpus.push((vcpu, xen_vcpu));
     }
 
     // Devices, with the serial interrupt on an irqfd.
     let serial_irq = EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .context("KVM_IRQFD")?;
-    let bus = Arc::new(Bus::new(serial_irq, stop.clone(), xen.is_some(), o.trace)?);
+    let domain = xen.as_ref().map(|x| x.kvm.domain().clone());
+    let platform = domain.as_ref().map(|d| d.platform().clone());
+    let bus = Arc::new(Bus::new(serial_irq, stop.clone(), platform, o.trace)?);
     if let Some(path) = &o.monitor {
-        let channels = xen.as_ref().map(Xen::channels);
-        let (mem, stop, options) = (mem.clone(), stop.clone(), o.clone());
+        let (stop, options) = (stop.clone(), o.clone());
         Monitor {
-            channels,
-            mem,
+            domain,
             stop,
             options,
         }
         .serve(path)?;
     }
-    for (id, mut vcpu) in (0..).zip(vcpus) {
+    // The threads are never joined: the process exits with the VM.
+    for (id, (mut vcpu, mut xen_vcpu)) in (0..).zip(vcpus) {
         let (bus, stop) = (bus.clone(), stop.clone());
-        let mut on_exit = xen.as_ref().map(|x| x.exit_handler(id));
         let run = move || {
-            let run = || vcpu_loop(&mut vcpu, id, &bus, on_exit.as_mut(), &stop);
+            let run = || vcpu_loop(&mut vcpu, id, &bus, xen_vcpu.as_mut(), &stop);
             let why = panic::catch_unwind(AssertUnwindSafe(run));
             stop.stop(why.unwrap_or_else(|_| Stop::Error(format!("vCPU {id} panicked"))));
         };
-        let handle = thread::Builder::new()
+        thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(run)?;
-        threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
     }
 
     Ok(match o.timeout {
@@ -271,14 +257,12 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     })
 }
 
-extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
 /// One vCPU's `KVM_RUN` loop; returns why it stopped.
 fn vcpu_loop(
     vcpu: &mut VcpuFd,
     id: u32,
     bus: &Bus,
-    mut xen: Option<&mut ExitHandler>,
+    mut xen: Option<&mut XenVcpu<GuestMemoryMmap>>,
     stop: &Stopper,
 ) -> Stop {
     loop {
@@ -290,6 +274,9 @@ fn vcpu_loop(
             loop {
                 thread::park();
             }
+        }
+        if let Some(x) = xen.as_deref_mut() {
+            x.before_run(vcpu);
         }
         let unowned = match vcpu.run() {
             Err(e) if matches!(e.errno(), libc::EINTR | libc::EAGAIN) => continue,
@@ -316,12 +303,15 @@ fn vcpu_loop(
                 let hint = "an instruction KVM cannot emulate?";
                 return Stop::Fault(format!("vCPU {id}: {why} ({hint})"));
             }
+            Ok(exit) if xen.as_deref().is_some_and(|x| x.claims(&exit)) => {
+                if let Some(x) = xen.as_deref_mut() {
+                    x.handle_exit(vcpu);
+                }
+                continue;
+            }
             Ok(exit) => bus.exit(exit),
         };
-        // Exits no device took go to Xen.
-        if let Err(port) = unowned
-            && !xen.as_mut().is_some_and(|handle| handle(vcpu))
-        {
+        if let Err(port) = unowned {
             let Some(port) = port else {
                 let reason = vcpu.get_kvm_run().exit_reason;
                 return Stop::Error(format!("vCPU {id}: unexpected KVM exit {reason}"));

@@ -1,48 +1,41 @@
 // Copyright 2026 The xen-on-kvm Authors
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! Everything Xen, behind the small interface the rest of the VMM calls:
-//! the CPUID leaves (`xen-cpuid`), the domain with its dispatcher, event
-//! channels, PV timers and upcalls (`xen-kvm-accel`'s `XenStack`), and
-//! the hypercall path (`XenAccel`). The VMM hands it the VM, guest memory,
-//! a way to stop the VM and a way to kick a vCPU out of `KVM_RUN`; it
-//! hands back CPUID leaves, per-vCPU set-up, an exit handler for the
-//! exits no device took, and the event channels for the monitor.
+//! Everything Xen. The VMM describes the domain once (`DomainConfig`:
+//! vCPUs, version, memory map, vAPIC flags), says where the guest's
+//! console text, shutdown requests and platform-device events go
+//! (`Guest`), and how its MP table wires PCI INTx pins; `xen-kvm-accel`
+//! builds the `xen-domain` domain on the VM and hands back one `XenVcpu`
+//! per vCPU for the vCPU loop (`vm.rs`). The domain's timers and the
+//! callback line are served on an event thread of their own.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use kvm_bindings::CpuId;
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use xen_abi::sched::ShutdownReason;
-use xen_cpuid::{XenCpuid, XenCpuidConfig, XenVersion};
-use xen_evtchn::EventChannels;
+use xen_cpuid::XenVersion;
+use xen_domain::{DomainConfig, XenDomain};
 use xen_hypercall::env::{Console, DomainEvents};
-use xen_hypercall::{DomainConfig, Env, HcResult, Hypercall};
-use xen_kvm_accel::stack::XenStack;
-use xen_kvm_accel::{Caps, XenAccel, XenConfig};
+use xen_hypercall::{HcResult, Hypercall};
+use xen_kvm_accel::{EventThread, XenKvm};
+use xen_platform_pci::PlatformEvents;
 
 use crate::boot::e820;
 use crate::devices::print;
+use crate::mptable::pci_intx_gsi;
 use crate::options::Options;
 use crate::vm::{Stop, Stopper};
 
-/// Makes vCPU n leave `KVM_RUN`, so that KVM injects a callback vector it
-/// owns as the vCPU re-enters (kernel path).
-pub(crate) type Kick = Box<dyn Fn(u32) + Send + Sync>;
-
-/// Handles one exit of a vCPU that no device took; false if not Xen's.
-pub(crate) type ExitHandler = Box<dyn FnMut(&mut VcpuFd) -> bool + Send>;
-
-/// One domain's Xen, wired to the VM.
+/// One domain's Xen on the VM, and the thread serving its events.
 pub(crate) struct Xen {
-    stack: XenStack<GuestMemoryMmap>,
-    accel: Arc<XenAccel<GuestMemoryMmap>>,
-    cpuid: XenCpuid,
+    pub(crate) kvm: XenKvm<GuestMemoryMmap>,
+    _events: EventThread,
 }
 
-/// Where the domain's `console_io` text and shutdown requests go.
+/// Where the guest's console text, shutdown requests and platform-device
+/// log lines go.
 struct Guest(Stopper);
 
 impl Console for Guest {
@@ -58,10 +51,14 @@ impl DomainEvents for Guest {
     }
 }
 
+impl PlatformEvents for Guest {
+    fn log_line(&self, line: &str) {
+        print(format!("xen-vmm: platform log: {line}\n").as_bytes());
+    }
+}
+
 impl Xen {
-    /// Builds the domain and attaches it to `vm` (before its vCPUs exist).
-    /// `version` is the Xen to present; `o` says how (vCPUs, memory, path,
-    /// trace, vAPIC flags).
+    /// Builds the domain on `vm` (after its irqchip, before its vCPUs).
     pub(crate) fn new(
         kvm: &Kvm,
         vm: &VmFd,
@@ -69,76 +66,36 @@ impl Xen {
         version: XenVersion,
         o: &Options,
         stop: Stopper,
-        kick: Kick,
     ) -> Result<Self> {
         let guest = Arc::new(Guest(stop));
-        let env = Env {
-            console: guest.clone(),
-            events: guest,
-            ..Env::default()
+        let config = DomainConfig {
+            vapic: o.vapic,
+            ..DomainConfig::new(o.cpus, version, e820(o.memory))
         };
-        let domain = DomainConfig::new(o.cpus, version.raw(), e820(o.memory));
-        let stack = XenStack::new(domain, env, true).context("Xen setup")?;
-        let config = XenConfig {
-            path: o.accel,
-            ..XenConfig::default()
-        };
-        let (domain, dispatcher) = (stack.domain.clone(), stack.dispatcher.clone());
-        let mut accel = XenAccel::new(&Caps::probe(kvm), config, domain, dispatcher, mem.clone())?;
-        accel.setup_vm(vm).context("Xen setup")?;
-        stack.upcall.attach(kvm, vm).context("Xen upcalls")?;
-        stack.upcall.set_kicker(kick);
-        accel.set_upcall(stack.upcall.clone());
+        let mut domain = XenDomain::builder(config, mem.clone())
+            .console(guest.clone())
+            .events(guest.clone())
+            .platform(Default::default(), guest)
+            .pci_intx_routing(Arc::new(pci_intx_gsi));
         if o.trace {
-            accel.set_trace(Box::new(|v, call, r| {
+            domain = domain.trace(Box::new(|v, call, r| {
                 eprintln!("{}", trace_line(v, call, r))
             }));
         }
-        stack.attach_memory(mem);
-        let cpuid = XenCpuid::new(XenCpuidConfig {
-            vapic: o.vapic,
-            ..XenCpuidConfig::new(version)
-        });
-        let accel = Arc::new(accel);
+        let kvm = XenKvm::builder(kvm, vm, domain)
+            .path(o.accel)
+            .build()
+            .context("Xen setup")?;
+        let events = kvm.spawn_event_thread().context("Xen's event thread")?;
         Ok(Self {
-            stack,
-            accel,
-            cpuid,
+            kvm,
+            _events: events,
         })
     }
 
     /// The hypercall path and why it was chosen.
     pub(crate) fn path(&self) -> String {
-        format!("{:?} path: {}", self.accel.path(), self.accel.path_reason())
-    }
-
-    /// Replaces KVM's leaves in `cpuid` with Xen's, for vCPU `vcpu`.
-    pub(crate) fn apply_cpuid(&self, cpuid: &mut CpuId, vcpu: u32) -> Result<()> {
-        self.cpuid.apply(cpuid, vcpu).context("Xen CPUID leaves")
-    }
-
-    /// Sets up vCPU `id` once its registers are set (vCPU 0 calibrates
-    /// Xen's clock).
-    pub(crate) fn setup_vcpu(&self, vcpu: &mut VcpuFd, id: u32) -> Result<()> {
-        self.accel.setup_vcpu(vcpu);
-        if id == 0 {
-            self.stack
-                .clock
-                .calibrate(vcpu)
-                .context("TSC calibration")?;
-        }
-        Ok(())
-    }
-
-    /// The handler for vCPU `id`'s exits that no device took.
-    pub(crate) fn exit_handler(&self, id: u32) -> ExitHandler {
-        let accel = self.accel.clone();
-        Box::new(move |vcpu| accel.handle_exit(vcpu, id))
-    }
-
-    /// The domain's event channels.
-    pub(crate) fn channels(&self) -> Arc<EventChannels> {
-        self.stack.channels.clone()
+        format!("{:?} path: {}", self.kvm.path(), self.kvm.path_reason())
     }
 }
 

@@ -64,6 +64,9 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("xen-abi supports x86-64 hosts and guests only");
+
 #[macro_use]
 mod macros;
 

@@ -436,6 +436,9 @@ pub const SET_TIMER_OP_FALLBACK_NS: u64 = 100_000_000;
 
 // --- vcpu_time_info, vcpu_info ------------------------------------------------
 
+/// Most vCPUs of an HVM domain (`HVM_MAX_VCPUS`, `hvm/hvm_info_table.h`).
+pub const HVM_MAX_VCPUS: u32 = 128;
+
 /// Number of `vcpu_info` slots embedded in `shared_info` (`XEN_LEGACY_MAX_VCPUS`).
 pub const XEN_LEGACY_MAX_VCPUS: usize = 32;
 

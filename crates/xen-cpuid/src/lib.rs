@@ -40,6 +40,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("xen-cpuid supports x86-64 hosts and guests only");
+
 mod version;
 
 pub use version::{MAX_MAJOR, MAX_MINOR, MIN_MAJOR, VersionError, XenVersion};

@@ -22,6 +22,9 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("xen-guest-harness supports x86-64 hosts and guests only");
+
 pub mod xen;
 
 pub use xen::{Xen, XenHandle};
@@ -39,7 +42,8 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use linux_loader::loader::{KernelLoader, elf::Elf};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
-use xen_kvm_accel::XenAccel;
+use xen_domain::XenDomain;
+use xen_kvm_accel::{XenKvm, XenVcpu};
 
 /// Port whose bytes form the guest's console (must match `guest/rt.rs`).
 pub const CONSOLE_PORT: u16 = 0xe9;
@@ -130,6 +134,10 @@ pub struct ExitCounts {
     pub unhandled_pio: u64,
     /// Exits the test's hook handled.
     pub hooked: u64,
+    /// Exits Xen handled (hypercalls, the hypercall MSR).
+    pub xen: u64,
+    /// Time spent handling them in the VMM, in nanoseconds.
+    pub xen_ns: u64,
 }
 
 impl ExitCounts {
@@ -138,6 +146,8 @@ impl ExitCounts {
         self.mmio += other.mmio;
         self.unhandled_pio += other.unhandled_pio;
         self.hooked += other.hooked;
+        self.xen += other.xen;
+        self.xen_ns += other.xen_ns;
     }
 }
 
@@ -238,6 +248,7 @@ pub fn in_lab() -> bool {
 
 type CpuidHook = Box<dyn Fn(&mut CpuId, u32) -> Result<(), String> + Send>;
 type VmHook = Box<dyn FnOnce(&VmFd, &GuestMemoryMmap) -> Result<(), String> + Send>;
+type ArgFromXen = Box<dyn FnOnce(&XenKvm<GuestMemoryMmap>) -> u64 + Send>;
 type VcpuHook = Box<dyn Fn(&mut VcpuFd, u32) -> Result<(), String> + Send>;
 /// A handler for exits the harness does not own (everything but its console
 /// and exit ports and the fatal exits): it reads the exit from the vCPU's
@@ -251,6 +262,7 @@ pub struct Runner {
     memory: usize,
     timeout: Duration,
     arg: u64,
+    arg_from_xen: Option<ArgFromXen>,
     vcpus: u32,
     cpuid: Option<CpuidHook>,
     vm_setup: Option<VmHook>,
@@ -267,6 +279,7 @@ impl Runner {
             memory: 32 << 20,
             timeout: Duration::from_secs(60),
             arg: 0,
+            arg_from_xen: None,
             vcpus: 1,
             cpuid: None,
             vm_setup: None,
@@ -291,6 +304,17 @@ impl Runner {
     /// Sets the argument the guest receives (`Start::arg`, RSI at entry).
     pub fn arg(mut self, arg: u64) -> Self {
         self.arg = arg;
+        self
+    }
+
+    /// Computes the guest's argument from the domain once it is on the VM
+    /// (for example the port of a back end bound in [`Xen::on_ready`]);
+    /// replaces [`Runner::arg`] when Xen is present.
+    pub fn arg_from_xen(
+        mut self,
+        f: impl FnOnce(&XenKvm<GuestMemoryMmap>) -> u64 + Send + 'static,
+    ) -> Self {
+        self.arg_from_xen = Some(Box::new(f));
         self
     }
 
@@ -339,10 +363,11 @@ impl Runner {
         self
     }
 
-    /// Presents Xen to the guest: its CPUID leaves, and hypercalls answered
-    /// by `xen.dispatcher` through `xen-kvm-accel` (the path `xen.config`
-    /// allows). The returned handle shows the accelerator once the run has
-    /// begun. The test's own hooks run first; exits they decline go to Xen.
+    /// Presents Xen to the guest: a `xen-domain` domain of `xen.config` on
+    /// `xen-kvm-accel` (the path `xen.path` allows), its CPUID leaves, its
+    /// hypercalls. The returned handle shows the domain on its VM once the
+    /// run has begun. The test's own exit hook runs first; exits it declines
+    /// go to Xen.
     pub fn xen(mut self, xen: Xen) -> (Self, XenHandle) {
         let handle = XenHandle::default();
         self.xen = Some((xen, handle.clone()));
@@ -362,18 +387,30 @@ impl Runner {
         }
         let xen = match self.xen {
             Some((x, handle)) => {
-                let caps = xen_kvm_accel::Caps::probe(&kvm);
-                let mut accel = XenAccel::new(&caps, x.config, x.domain, x.dispatcher, mem.clone())
-                    .map_err(|e| Error::Xen(e.to_string()))?;
-                accel.setup_vm(&vm).map_err(|e| Error::Xen(e.to_string()))?;
-                x.upcall
-                    .attach(&kvm, &vm)
-                    .map_err(|e| Error::Xen(e.to_string()))?;
-                accel.set_upcall(x.upcall);
-                x.stack.attach_memory(&mem);
-                let _ = handle.0.set(accel);
-                Some((handle, x.cpuid, x.clock))
+                let mut domain = XenDomain::builder(x.config, mem.clone());
+                for step in x.domain {
+                    domain = step(domain);
+                }
+                let kvm_xen = XenKvm::builder(&kvm, &vm, domain)
+                    .path(x.path)
+                    .build()
+                    .map_err(|e| Error::Xen(chain(&e)))?;
+                for step in x.ready {
+                    step(&kvm_xen).map_err(Error::Xen)?;
+                }
+                let _ = handle.0.set(kvm_xen);
+                Some(handle)
             }
+            None => None,
+        };
+        let arg = match (self.arg_from_xen, xen.as_ref().and_then(XenHandle::kvm)) {
+            (Some(f), Some(x)) => f(x),
+            _ => self.arg,
+        };
+        // Timers, the callback line and eventfd ports, served while the
+        // guest runs.
+        let _events = match xen.as_ref().and_then(XenHandle::kvm) {
+            Some(x) => Some(x.spawn_event_thread().map_err(|e| Error::Xen(chain(&e)))?),
             None => None,
         };
         let entry = load(&mem, self.guest)?;
@@ -387,19 +424,24 @@ impl Runner {
                 .create_vcpu(u64::from(index))
                 .map_err(kvm_err("KVM_CREATE_VCPU"))?;
             let mut cpuid = supported.clone();
-            if let Some((_, leaves, _)) = &xen {
-                leaves
-                    .apply(&mut cpuid, index)
-                    .map_err(|e| Error::Cpuid(e.to_string()))?;
-            }
             if let Some(hook) = &self.cpuid {
                 hook(&mut cpuid, index).map_err(Error::Cpuid)?;
             }
-            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+            // Xen applies its leaves over the table and sets it.
+            let xen_vcpu = match xen.as_ref().and_then(XenHandle::kvm) {
+                Some(x) => Some(
+                    x.vcpu(index, &mut vcpu, &cpuid)
+                        .map_err(|e| Error::Xen(chain(&e)))?,
+                ),
+                None => {
+                    vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+                    None
+                }
+            };
             let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
             layout::long_mode_sregs(&mut sregs);
             vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
-            vcpu.set_regs(&layout::entry_regs(entry, u64::from(index), self.arg))
+            vcpu.set_regs(&layout::entry_regs(entry, u64::from(index), arg))
                 .map_err(kvm_err("KVM_SET_REGS"))?;
             if index > 0 {
                 // Application processors wait for INIT/SIPI by default; ours
@@ -409,18 +451,10 @@ impl Runner {
                 })
                 .map_err(kvm_err("KVM_SET_MP_STATE"))?;
             }
-            if let Some((handle, _, clock)) = &xen {
-                handle.accel().expect("set above").setup_vcpu(&mut vcpu);
-                if let Some(clock) = clock {
-                    clock
-                        .calibrate(&vcpu)
-                        .map_err(|e| Error::Xen(e.to_string()))?;
-                }
-            }
             if let Some(hook) = &self.vcpu_setup {
                 hook(&mut vcpu, index).map_err(Error::VmSetup)?;
             }
-            vcpus.push(vcpu);
+            vcpus.push((vcpu, xen_vcpu));
         }
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -428,26 +462,21 @@ impl Runner {
         let (done_tx, done_rx) = mpsc::channel();
         let guest = self.guest.name;
         let user_hook = self.on_exit.map(|h| Arc::new(Mutex::new(h)));
-        let accel = xen.map(|(handle, _, _)| handle);
         install_kick_handler();
         let mut threads = Vec::new();
-        for (index, mut vcpu) in vcpus.into_iter().enumerate() {
+        for (index, (mut vcpu, mut xen_vcpu)) in vcpus.into_iter().enumerate() {
             let index = index as u32;
             let (stop, console, done_tx) = (stop.clone(), console.clone(), done_tx.clone());
-            let (user_hook, accel) = (user_hook.clone(), accel.clone());
-            let mut delegate = move |vcpu: &mut VcpuFd| {
+            let user_hook = user_hook.clone();
+            let mut hook = move |vcpu: &mut VcpuFd| {
                 user_hook
                     .as_ref()
                     .is_some_and(|h| h.lock().unwrap_or_else(|e| e.into_inner())(vcpu, index))
-                    || accel
-                        .as_ref()
-                        .and_then(XenHandle::accel)
-                        .is_some_and(|a| a.handle_exit(vcpu, index))
             };
             let t = thread::Builder::new()
                 .name(format!("vcpu{index}-{guest}"))
                 .spawn(move || {
-                    let r = vcpu_loop(&mut vcpu, &stop, &console, &mut delegate);
+                    let r = vcpu_loop(&mut vcpu, &stop, &console, &mut hook, xen_vcpu.as_mut());
                     let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
                     let _ = done_tx.send(index);
                     (r, rip)
@@ -557,6 +586,28 @@ fn load<M: GuestMemoryBackend>(mem: &M, guest: Guest) -> Result<u64, Error> {
     Ok(r.kernel_load.0)
 }
 
+/// Lets Xen handle the exit, timing it; returns whether it was Xen's.
+fn xen_exit(x: &mut XenVcpu<GuestMemoryMmap>, vcpu: &mut VcpuFd, counts: &mut ExitCounts) -> bool {
+    let t = Instant::now();
+    let handled = x.handle_exit(vcpu);
+    if handled {
+        counts.xen += 1;
+        counts.xen_ns += t.elapsed().as_nanos() as u64;
+    }
+    handled
+}
+
+/// An error and its causes, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut m = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        m = format!("{m}: {s}");
+        src = s.source();
+    }
+    m
+}
+
 fn kick_signal() -> i32 {
     SIGRTMIN()
 }
@@ -587,12 +638,16 @@ fn vcpu_loop(
     vcpu: &mut VcpuFd,
     stop: &AtomicBool,
     console: &Mutex<Vec<u8>>,
-    delegate: &mut dyn FnMut(&mut VcpuFd) -> bool,
+    hook: &mut dyn FnMut(&mut VcpuFd) -> bool,
+    mut xen: Option<&mut XenVcpu<GuestMemoryMmap>>,
 ) -> LoopResult {
     let mut counts = ExitCounts::default();
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ok((End::Timeout, counts));
+        }
+        if let Some(x) = xen.as_deref_mut() {
+            x.before_run(vcpu);
         }
         let exit = match vcpu.run() {
             Ok(exit) => exit,
@@ -655,8 +710,12 @@ fn vcpu_loop(
                 Some(End::InternalError(sub))
             }
             Step::Delegate => {
-                if delegate(vcpu) {
+                if hook(vcpu) {
                     counts.hooked += 1;
+                    None
+                } else if let Some(x) = xen.as_deref_mut()
+                    && xen_exit(x, vcpu, &mut counts)
+                {
                     None
                 } else if vcpu.get_kvm_run().exit_reason == kvm_bindings::KVM_EXIT_IO {
                     counts.unhandled_pio += 1;

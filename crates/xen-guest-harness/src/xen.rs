@@ -1,73 +1,70 @@
 // Copyright 2026 The xen-on-kvm Authors
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! Xen for a harness VM: the CPUID leaves, a domain, the dispatcher and
-//! `xen-kvm-accel`, wired into a [`Runner`](crate::Runner) by
+//! Xen for a harness VM: a domain of `xen-domain` on `xen-kvm-accel`,
+//! built when the VM exists and wired into a [`Runner`](crate::Runner) by
 //! [`Runner::xen`](crate::Runner::xen).
 
 use std::sync::{Arc, OnceLock};
 
 use vm_memory::GuestMemoryMmap;
-use xen_cpuid::{XenCpuid, XenCpuidConfig};
-use xen_evtchn::EventChannels;
-use xen_hypercall::{Dispatcher, Domain, DomainConfig, Env};
-use xen_kvm_accel::stack::XenStack;
-use xen_kvm_accel::{Caps, KvmUpcall, Path, TimerfdTimers, TscClock, XenAccel, XenConfig};
+use xen_domain::XenDomainBuilder;
+use xen_hypercall::DomainConfig;
+use xen_kvm_accel::{Caps, Path, PathChoice, XenKvm};
 
-/// How a harness VM presents Xen.
+/// A step that adds the test's services or options to the domain builder.
+pub type DomainStep =
+    Box<dyn FnOnce(XenDomainBuilder<GuestMemoryMmap>) -> XenDomainBuilder<GuestMemoryMmap> + Send>;
+
+/// A step run once the domain is on the VM, before any vCPU runs.
+pub type ReadyStep = Box<dyn FnOnce(&XenKvm<GuestMemoryMmap>) -> Result<(), String> + Send>;
+
+/// How a harness VM presents Xen: the domain's configuration, the path,
+/// and what the test adds to the domain.
 pub struct Xen {
-    /// The domain (its configuration and the VMM-side environment).
-    pub domain: Arc<Domain>,
-    /// The dispatcher answering the guest.
-    pub dispatcher: Arc<Dispatcher<GuestMemoryMmap>>,
-    /// The domain's event channels (`event_channel_op` is registered).
-    pub channels: Arc<EventChannels>,
-    /// Path choice, hypercall MSR and trap port.
-    pub config: XenConfig,
-    /// The CPUID leaves (the version should match the domain's).
-    pub cpuid: XenCpuid,
-    /// A TSC clock to calibrate against vCPU 0, if the domain's
-    /// environment uses one.
-    pub clock: Option<Arc<TscClock>>,
-    /// The upcall injector the event channels raise through.
-    pub upcall: Arc<KvmUpcall>,
-    /// PV timers raising VIRQ_TIMER, when the domain uses them.
-    pub timers: Option<Arc<TimerfdTimers<GuestMemoryMmap>>>,
-    /// The wired objects, for [`XenStack::attach_memory`].
-    pub(crate) stack: Arc<XenStack<GuestMemoryMmap>>,
+    /// The domain's configuration (its vCPU count should match the
+    /// runner's).
+    pub config: DomainConfig,
+    /// Which hypercall path to use (default: automatic).
+    pub path: PathChoice,
+    pub(crate) domain: Vec<DomainStep>,
+    pub(crate) ready: Vec<ReadyStep>,
 }
 
 impl Xen {
-    /// Xen 4.10 with every default: the default dispatcher for `config`
-    /// plus event channels whose upcalls go through the in-kernel irqchip
-    /// ([`KvmUpcall`]), a domain whose environment is `env` with a
-    /// calibrated [`TscClock`] and vCPUs that really block in
-    /// SCHEDOP_block/poll ([`xen_kvm_accel::KvmEvents`]; `env.events` still receives
-    /// shutdowns), automatic path choice.
-    pub fn new(config: DomainConfig, env: Env) -> Self {
-        Self::build(config, env, false)
-    }
-
-    /// Like [`Xen::new`], with real PV timers ([`TimerfdTimers`]) in place
-    /// of `env.timers`: single-shot and periodic timers raise VIRQ_TIMER.
-    pub fn with_pv_timers(config: DomainConfig, env: Env) -> Self {
-        Self::build(config, env, true)
-    }
-
-    fn build(config: DomainConfig, env: Env, pv_timers: bool) -> Self {
-        let version = xen_cpuid::XenVersion::try_from(config.version).expect("a valid version");
-        let s = Arc::new(XenStack::new(config, env, pv_timers).expect("the Xen objects"));
+    /// Xen as `xen-kvm-accel` presents it by default: every hypercall
+    /// family, event channels whose upcalls go through the in-kernel
+    /// irqchip, a calibrated TSC clock, PV timers on timerfds, vCPUs that
+    /// really block in `SCHEDOP_block`/`poll`, automatic path choice.
+    pub fn new(config: DomainConfig) -> Self {
         Self {
-            domain: s.domain.clone(),
-            dispatcher: s.dispatcher.clone(),
-            channels: s.channels.clone(),
-            config: XenConfig::default(),
-            cpuid: XenCpuid::new(XenCpuidConfig::new(version)),
-            clock: Some(s.clock.clone()),
-            upcall: s.upcall.clone(),
-            timers: s.timers.clone(),
-            stack: s,
+            config,
+            path: PathChoice::Auto,
+            domain: Vec::new(),
+            ready: Vec::new(),
         }
+    }
+
+    /// Adds the test's services or options to the domain's builder (a
+    /// console, a shutdown recorder, PCI INTx routing, ...).
+    pub fn with_domain(
+        mut self,
+        step: impl FnOnce(XenDomainBuilder<GuestMemoryMmap>) -> XenDomainBuilder<GuestMemoryMmap>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.domain.push(Box::new(step));
+        self
+    }
+
+    /// Runs `step` once the domain is on the VM and before any vCPU runs
+    /// (to bind back ends, inspect what KVM was given, ...).
+    pub fn on_ready(
+        mut self,
+        step: impl FnOnce(&XenKvm<GuestMemoryMmap>) -> Result<(), String> + Send + 'static,
+    ) -> Self {
+        self.ready.push(Box::new(step));
+        self
     }
 }
 
@@ -79,22 +76,23 @@ pub fn domain_config(vcpus: u32, version: u32, ram: u64) -> DomainConfig {
         ram,
         xen_abi::memory::E820Type::Ram,
     )];
+    let version = xen_cpuid::XenVersion::try_from(version).expect("a valid Xen version");
     DomainConfig::new(vcpus, version, map)
 }
 
 /// What a test can inspect after (or during) a run with Xen.
 #[derive(Clone, Default)]
-pub struct XenHandle(pub(crate) Arc<OnceLock<XenAccel<GuestMemoryMmap>>>);
+pub struct XenHandle(pub(crate) Arc<OnceLock<XenKvm<GuestMemoryMmap>>>);
 
 impl XenHandle {
-    /// The accelerator, once the VM exists.
-    pub fn accel(&self) -> Option<&XenAccel<GuestMemoryMmap>> {
+    /// The domain on its VM, once the VM exists.
+    pub fn kvm(&self) -> Option<&XenKvm<GuestMemoryMmap>> {
         self.0.get()
     }
 
     /// The hypercall path the run took.
     pub fn path(&self) -> Option<Path> {
-        self.accel().map(XenAccel::path)
+        self.kvm().map(XenKvm::path)
     }
 }
 

@@ -7,15 +7,13 @@
 
 use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::Env;
 
 #[test]
 fn test_guest_evtchn_2level_and_fifo_bits() {
     if !kvm_available("test_guest_evtchn_2level_and_fifo_bits") {
         return;
     }
-    let xen = Xen::new(domain_config(1, 0x4000a, 32 << 20), Env::default());
-    let channels = xen.channels.clone();
+    let xen = Xen::new(domain_config(1, 0x4000a, 32 << 20));
     let (runner, handle) = Runner::new(guests::EVTCHN).xen(xen);
     let o = runner.run().unwrap();
     println!("{}", o.console);
@@ -38,7 +36,7 @@ fn test_guest_evtchn_2level_and_fifo_bits() {
     // PENDING | LINKED, queue 7 (the default priority) ready, at its head.
     assert_eq!(v["fifo_port"], "5 word a0000000 ready 80 head7 5");
     // The VMM's view agrees.
-    let mem = handle.accel().unwrap().memory();
-    let ports = channels.list(mem);
+    let domain = handle.kvm().unwrap().domain();
+    let ports = domain.channels().list(domain.memory());
     assert_eq!(ports.len(), 5, "{ports:?}");
 }

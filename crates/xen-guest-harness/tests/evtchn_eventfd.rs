@@ -11,14 +11,13 @@
 //! guest's switch to FIFO moves the connection to user space.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 use vmm_sys_util::eventfd::EventFd;
 use xen_guest_harness::xen::{caps, domain_config};
 use xen_guest_harness::{Runner, Xen, guests, kvm_available, skip};
-use xen_hypercall::Env;
-use xen_kvm_accel::{Delivery, EventLoop, Path, PathChoice, PortTarget};
+use xen_kvm_accel::{Delivery, Path, PathChoice, PortTarget};
 
 const PER_VCPU_VECTOR: u64 = 1;
 const GLOBAL_VECTOR: u64 = 2;
@@ -41,49 +40,46 @@ fn run(test: &str, path: PathChoice, mode: u64) -> Option<(Option<Path>, Vec<Del
     if !kvm_available(test) {
         return None;
     }
-    let mut xen = Xen::new(domain_config(1, 0x40011, 32 << 20), Env::default());
-    xen.config.path = path;
-    // The back end: an unbound port for the guest to bind; each guest send
-    // reaches it here.
+    let mut xen = Xen::new(domain_config(1, 0x40011, 32 << 20));
+    xen.path = path;
+    // The back end: an unbound port for the guest to bind, whose eventfd
+    // is connected before the guest runs; each guest send reaches it here.
     let (sent_tx, sent_rx) = mpsc::channel();
-    let be = xen
-        .channels
-        .backend_alloc_unbound(Arc::new(move |_p: u32| {
-            let _ = sent_tx.send(());
-        }))
-        .unwrap();
-    let be = Arc::new(be);
-    let channels = xen.channels.clone();
+    let fd = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+    let (be_port, conn) = (Arc::new(OnceLock::new()), Arc::new(OnceLock::new()));
+    let (p, c, f) = (be_port.clone(), conn.clone(), fd.clone());
+    let xen = xen.on_ready(move |x| {
+        let be = x
+            .domain()
+            .channels()
+            .backend_alloc_unbound(Arc::new(move |_p: u32| {
+                let _ = sent_tx.send(());
+            }))
+            .map_err(|e| format!("{e:?}"))?;
+        let _ = p.set(be.port());
+        let id = x
+            .eventfd_ports()
+            .connect(&f, PortTarget::Backend(Arc::new(be)))
+            .map_err(|e| e.to_string())?;
+        let _ = c.set(id);
+        Ok(())
+    });
     let (runner, handle) = Runner::new(guests::EVTCHN_EVENTFD)
-        .arg(mode | u64::from(be.port()) << 8)
+        .arg_from_xen(move |_| mode | u64::from(*be_port.get().unwrap()) << 8)
         .timeout(Duration::from_secs(60))
         .xen(xen);
-    // The back end's thread: connect the eventfd once the VM exists, then
-    // answer every guest send with one write.
+    // The back end's thread: answer every guest send with one write.
     let stop = Arc::new(AtomicBool::new(false));
     let (h, s) = (handle.clone(), stop.clone());
     let backend = std::thread::spawn(move || {
-        let accel = loop {
-            if let Some(a) = h.accel() {
-                break a;
-            }
-            if s.load(Ordering::SeqCst) {
-                return Vec::new();
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let events = Arc::new(EventLoop::new("test-backend").unwrap());
-        let ports = accel.eventfd_ports(channels, events).unwrap();
-        let fd = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let id = ports.connect(&fd, PortTarget::Backend(be)).unwrap();
         let mut deliveries = Vec::new();
         while !s.load(Ordering::SeqCst) {
             if sent_rx.recv_timeout(Duration::from_millis(20)).is_ok() {
-                deliveries.push(ports.delivery(id).unwrap());
+                let ports = h.kvm().unwrap().eventfd_ports();
+                deliveries.push(ports.delivery(*conn.get().unwrap()).unwrap());
                 fd.write(1).unwrap();
             }
         }
-        ports.disconnect(id).unwrap();
         deliveries
     });
     let o = runner.run().unwrap();

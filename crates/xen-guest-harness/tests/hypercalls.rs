@@ -15,7 +15,7 @@ use xen_abi::memory::{E820Entry, E820Type};
 use xen_abi::sched::ShutdownReason;
 use xen_guest_harness::{Outcome, Runner, Xen, guests, kvm_available};
 use xen_hypercall::testing::{Event, Recorder};
-use xen_hypercall::{Domain, DomainConfig, Env};
+use xen_hypercall::{Domain, DomainConfig};
 use xen_kvm_accel::Path;
 
 const RAM: u64 = 32 << 20;
@@ -32,11 +32,15 @@ struct Run {
 
 fn run() -> Run {
     let rec = Arc::new(Recorder::default());
-    // Xen::new replaces the clock with a calibrated TSC clock.
-    let env = rec.env(Env::default().clock);
     let map = vec![E820Entry::new(0, RAM, E820Type::Ram)];
-    let xen = Xen::new(DomainConfig::new(1, 0x4000a, map), env);
-    let domain = xen.domain.clone();
+    let r = rec.clone();
+    let xen =
+        Xen::new(DomainConfig::new(1, xen_cpuid::XenVersion::V4_10, map)).with_domain(move |d| {
+            d.timers(r.clone())
+                .events(r.clone())
+                .console(r.clone())
+                .memory_backing(r)
+        });
     let (runner, handle) = Runner::new(guests::HYPERCALLS)
         .memory(RAM as usize)
         .xen(xen);
@@ -57,11 +61,12 @@ fn run() -> Run {
             (k.to_owned(), v.to_owned())
         })
         .collect();
-    let accel = handle.accel().unwrap();
-    // Guest memory outlives the VM: the accelerator holds it.
+    let xen = handle.kvm().unwrap();
+    let domain = xen.domain().core().clone();
+    // Guest memory outlives the VM: the domain holds it.
     let mut shinfo = vec![0u8; 4096];
     let gpa = domain.shared_info_gpa().expect("shared_info placed");
-    accel
+    xen.domain()
         .memory()
         .read_slice(&mut shinfo, GuestAddress(gpa))
         .unwrap();
@@ -71,7 +76,7 @@ fn run() -> Run {
         values,
         domain,
         rec,
-        path: accel.path(),
+        path: xen.path(),
         shinfo,
     }
 }
@@ -176,5 +181,5 @@ fn test_guest_hypercalls_every_family_both_abis() {
         "wc_version {wc_version}"
     );
     assert!(wc_sec > 1_600_000_000, "wall clock {wc_sec}");
-    assert_eq!(r.domain.config().version, 0x4000a);
+    assert_eq!(r.domain.config().version.raw(), 0x4000a);
 }

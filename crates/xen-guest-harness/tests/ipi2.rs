@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::Env;
 
 #[test]
 fn test_guest_two_vcpus_exchange_ipis() {
     if !kvm_available("test_guest_two_vcpus_exchange_ipis") {
         return;
     }
-    let xen = Xen::new(domain_config(2, 0x40011, 32 << 20), Env::default());
+    let xen = Xen::new(domain_config(2, 0x40011, 32 << 20));
     let (runner, _) = Runner::new(guests::IPI2)
         .vcpus(2)
         .timeout(Duration::from_secs(30))

@@ -15,7 +15,6 @@ use std::time::Duration;
 use kvm_bindings::{KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_SHARED_INFO};
 use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, in_lab, kvm_available, skip, xen_hvm_caps};
-use xen_hypercall::Env;
 use xen_kvm_accel::ioctls::{XenHvmAttr, XenHvmAttrKind, XenVmIoctls};
 use xen_kvm_accel::{Path, PathChoice};
 
@@ -41,21 +40,20 @@ fn test_kernel_fast_paths_shared_info_version_and_evtchn_send() {
         );
         return;
     }
-    let mut xen = Xen::with_pv_timers(domain_config(1, 0x40011, 32 << 20), Env::default());
-    xen.config.path = PathChoice::Kernel;
-    let channels = xen.channels.clone();
+    let mut xen = Xen::new(domain_config(1, 0x40011, 32 << 20));
+    xen.path = PathChoice::Kernel;
     let (runner, handle) = Runner::new(guests::TIMER)
         .timeout(Duration::from_secs(60))
         .xen(xen);
     let o = runner.run().unwrap();
     println!("{}", o.console);
     o.assert_status(0);
-    let accel = handle.accel().unwrap();
-    assert_eq!(accel.path(), Path::Kernel);
-    let paths = accel.fast_paths();
+    let xen = handle.kvm().unwrap();
+    assert_eq!(xen.path(), Path::Kernel);
+    let paths = xen.fast_paths();
     assert!(paths.shared_info && paths.evtchn_send, "{paths:?}");
-    // The VM outlives the run through the accelerator's handle.
-    let vm = accel.kernel_vm().unwrap();
+    // The VM outlives the run through the handle.
+    let vm = xen.kernel_vm().unwrap();
     assert_eq!(
         vm.xen_hvm_get_attr(XenHvmAttrKind::SharedInfoGfn).unwrap(),
         XenHvmAttr::SharedInfoGfn(Some(SHINFO_GFN))
@@ -70,7 +68,8 @@ fn test_kernel_fast_paths_shared_info_version_and_evtchn_send() {
     );
     // KVM raises a port in the guest's shared_info.
     let port = 100;
-    assert!(!channels.pending(accel.memory(), port));
-    assert!(accel.kernel_send(port, 0).unwrap());
-    assert!(channels.pending(accel.memory(), port));
+    let (channels, mem) = (xen.domain().channels(), xen.domain().memory());
+    assert!(!channels.pending(mem, port));
+    assert!(xen.kernel_send(port, 0).unwrap());
+    assert!(channels.pending(mem, port));
 }

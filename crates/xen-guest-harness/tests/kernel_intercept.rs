@@ -18,7 +18,7 @@ use vmm_sys_util::ioctl::ioctl_with_ref;
 use xen_abi::cpuid::XEN_HYPERCALL_MSR;
 use xen_abi::memory::{E820Entry, E820Type};
 use xen_guest_harness::{Runner, Xen, guests, in_lab, kvm_available, skip, xen_hvm_caps};
-use xen_hypercall::{DomainConfig, Env};
+use xen_hypercall::DomainConfig;
 use xen_kvm_accel::PathChoice;
 
 mod ioctls {
@@ -160,8 +160,8 @@ fn test_kernel_intercept_direct_calls_reach_the_dispatcher() {
         return;
     }
     let map = vec![E820Entry::new(0, 32 << 20, E820Type::Ram)];
-    let mut xen = Xen::new(DomainConfig::new(1, 0x4000a, map), Env::default());
-    xen.config.path = PathChoice::Kernel;
+    let mut xen = Xen::new(DomainConfig::new(1, xen_cpuid::XenVersion::V4_10, map));
+    xen.path = PathChoice::Kernel;
     let (runner, handle) = Runner::new(guests::HCALL_DIRECT).arg(0x4000a).xen(xen);
     let o = runner.run().unwrap();
     println!("{}", o.console);
@@ -175,7 +175,7 @@ fn test_kernel_intercept_direct_calls_reach_the_dispatcher() {
     );
     // With EVTCHN_SEND, KVM answers `XENVER_version` itself (the
     // XEN_VERSION fast path): no call leaves the kernel.
-    let in_kernel = handle.accel().is_some_and(|a| a.fast_paths().evtchn_send);
+    let in_kernel = handle.kvm().is_some_and(|a| a.fast_paths().evtchn_send);
     let exits = if in_kernel { 0 } else { 4 };
     assert_eq!(
         o.exits.hooked, exits,

@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::Env;
 
 #[test]
 fn test_guest_timer_virq_singleshot_set_timer_op_periodic() {
     if !kvm_available("test_guest_timer_virq_singleshot_set_timer_op_periodic") {
         return;
     }
-    let xen = Xen::with_pv_timers(domain_config(1, 0x40011, 32 << 20), Env::default());
+    let xen = Xen::new(domain_config(1, 0x40011, 32 << 20));
     let (runner, handle) = Runner::new(guests::TIMER)
         .timeout(Duration::from_secs(30))
         .xen(xen);

@@ -7,7 +7,6 @@
 
 use xen_guest_harness::xen::domain_config;
 use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::Env;
 
 #[test]
 fn test_guest_upcall_per_vcpu_vector_masking_and_unmask() {
@@ -16,10 +15,7 @@ fn test_guest_upcall_per_vcpu_vector_masking_and_unmask() {
     }
     let (runner, handle) = Runner::new(guests::UPCALL)
         .timeout(std::time::Duration::from_secs(20))
-        .xen(Xen::new(
-            domain_config(1, 0x40011, 32 << 20),
-            Env::default(),
-        ));
+        .xen(Xen::new(domain_config(1, 0x40011, 32 << 20)));
     let o = runner.run().unwrap();
     println!("{}", o.console);
     o.assert_status(0);

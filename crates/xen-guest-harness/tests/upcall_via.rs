@@ -19,9 +19,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use xen_abi::hvm::IntxPin;
 use xen_guest_harness::xen::{caps, domain_config};
 use xen_guest_harness::{Outcome, Runner, Xen, guests, kvm_available, skip};
-use xen_hypercall::Env;
 use xen_kvm_accel::{Path, PathChoice};
 
 /// Matches `INTX_GSI` in the guest: where the test's "PCI routing" sends
@@ -96,14 +96,14 @@ fn run(
     path: PathChoice,
     part: u64,
     vcpus: u32,
-    setup: impl FnOnce(&Xen),
+    setup: impl FnOnce(Xen) -> Xen,
 ) -> Option<Run> {
     if !kvm_available(test) {
         return None;
     }
-    let mut xen = Xen::new(domain_config(vcpus, 0x40011, 32 << 20), Env::default());
-    xen.config.path = path;
-    setup(&xen);
+    let mut xen = Xen::new(domain_config(vcpus, 0x40011, 32 << 20));
+    xen.path = path;
+    let xen = setup(xen);
     let (runner, handle) = Runner::new(guests::UPCALL_VIA)
         .arg(part)
         .vcpus(vcpus)
@@ -133,7 +133,7 @@ fn note(test: &str, path: Option<Path>, what: &str) {
 fn test_guest_upcall_global_vector_without_eoi_keeps_delivering() {
     const TEST: &str = "test_guest_upcall_global_vector_without_eoi_keeps_delivering";
     for path in paths() {
-        let Some(r) = run(TEST, path, GLOBAL_VECTOR, 1, |_| {}) else {
+        let Some(r) = run(TEST, path, GLOBAL_VECTOR, 1, |x| x) else {
             return;
         };
         r.check(&[
@@ -187,7 +187,7 @@ fn test_guest_upcall_global_vector_without_eoi_keeps_delivering() {
 fn test_guest_upcall_global_vector_raised_while_previous_in_service() {
     const TEST: &str = "test_guest_upcall_global_vector_raised_while_previous_in_service";
     for path in paths() {
-        let Some(r) = run(TEST, path, GLOBAL_VECTOR_CROSS, 2, |_| {}) else {
+        let Some(r) = run(TEST, path, GLOBAL_VECTOR_CROSS, 2, |x| x) else {
             return;
         };
         r.check(&[
@@ -235,17 +235,26 @@ fn line(test: &str, part: u64) {
 }
 
 fn line_on(test: &str, path: PathChoice, part: u64) {
-    let upcall = std::sync::OnceLock::new();
-    let Some(r) = run(test, path, part, 1, |x| {
-        x.upcall.set_intx_gsi(INTX_GSI);
-        let _ = upcall.set(x.upcall.clone());
+    let injector = std::sync::Arc::new(std::sync::OnceLock::new());
+    let i = injector.clone();
+    let Some(r) = run(test, path, part, 1, move |x| {
+        // The test's "PCI routing": device 3's INTA# is wired to GSI 21.
+        x.with_domain(|d| {
+            d.pci_intx_routing(std::sync::Arc::new(|device, pin| {
+                (device == 3 && pin == IntxPin::A).then_some(INTX_GSI)
+            }))
+        })
+        .on_ready(move |k| {
+            let _ = i.set(k.injector().clone());
+            Ok(())
+        })
     }) else {
         return;
     };
     // The line is a resampling irqfd on the callback's GSI (the harness VM
     // has a full in-kernel irqchip).
     let gsi = if part & 0xf == INTX { INTX_GSI } else { 20 };
-    assert_eq!(upcall.get().unwrap().line_irqfd_gsi(), Some(gsi));
+    assert_eq!(injector.get().unwrap().line_irqfd_gsi(), Some(gsi));
     r.check(&[
         ("add_shinfo", "0"),
         ("callback", "0"),

@@ -170,7 +170,7 @@ pub struct Dispatcher<M: GuestMemoryBackend> {
 
 impl<M: GuestMemoryBackend> Dispatcher<M> {
     /// A dispatcher with no families but `multicall` and the privileged
-    /// refusals. [`crate::default_dispatcher`] adds the domU hypercalls.
+    /// refusals; the VMM (or `xen-domain`) registers the domU hypercalls.
     pub fn empty() -> Self {
         let mut d = Self {
             families: (0..NR_HYPERCALLS).map(|_| None).collect(),

@@ -16,9 +16,12 @@ use xen_abi::features::XenFeatures;
 use xen_abi::hvm::HVM_NR_PARAMS;
 use xen_abi::memory::{E820Entry, E820Type};
 use xen_abi::x86::PAGE_SIZE;
-use xen_abi::xen::{DomId, XEN_LEGACY_MAX_VCPUS};
+use xen_abi::xen::{DomId, HVM_MAX_VCPUS, XEN_LEGACY_MAX_VCPUS};
+
+use xen_cpuid::{TscConfig, XenCpuid, XenCpuidConfig, XenVersion};
 
 use crate::env::Env;
+use crate::memory::{DEFAULT_MAX_GRANT_FRAMES, GrantFrames};
 
 /// Bytes of one `vcpu_info` inside shared_info.
 pub const VCPU_INFO_SIZE: u64 = 64;
@@ -31,8 +34,8 @@ pub struct DomainConfig {
     pub domid: DomId,
     /// Number of vCPUs; Xen vCPU ids are `0..vcpus`.
     pub vcpus: u32,
-    /// `XENVER_version`: `major << 16 | minor`.
-    pub version: u32,
+    /// The Xen version the guest sees (`XENVER_version`, the CPUID leaves).
+    pub version: XenVersion,
     /// `XENVER_extraversion`, e.g. ".0".
     pub extraversion: String,
     /// The feature bits `XENVER_get_features` reports (submap 0).
@@ -45,6 +48,21 @@ pub struct DomainConfig {
     pub uuid: [u8; 16],
     /// Xen command line (`XENVER_commandline`).
     pub commandline: String,
+    /// Grant-table frames the guest may map (Xen's `max_grant_frames`;
+    /// the platform device's BAR must hold them).
+    pub max_grant_frames: u32,
+    /// Highest event-channel port the toolstack allows (Xen's
+    /// `max_evtchn_port`).
+    pub max_evtchn_port: u32,
+    /// PIRQs the guest may bind.
+    pub nr_pirqs: u32,
+    /// Hyper-V is offered beside Xen: the Xen CPUID leaves move to
+    /// 0x40000100 and the hypercall MSR to 0x40000200.
+    pub hyperv: bool,
+    /// Advertise virtualised APIC access in the HVM CPUID leaf.
+    pub vapic: bool,
+    /// What the TSC CPUID leaf reports.
+    pub tsc: TscConfig,
 }
 
 impl DomainConfig {
@@ -54,7 +72,7 @@ impl DomainConfig {
     /// vector, which needs xen-evtchn and an upcall injector such as
     /// xen-kvm-accel's: a VMM without them should clear that bit, or Linux
     /// waits for upcalls that never come).
-    pub fn new(vcpus: u32, version: u32, memory_map: Vec<E820Entry>) -> Self {
+    pub fn new(vcpus: u32, version: XenVersion, memory_map: Vec<E820Entry>) -> Self {
         let ram_pages = memory_map
             .iter()
             .filter(|e| e.kind() == Ok(E820Type::Ram))
@@ -73,8 +91,89 @@ impl DomainConfig {
             max_pages: ram_pages,
             uuid: [0; 16],
             commandline: String::new(),
+            max_grant_frames: DEFAULT_MAX_GRANT_FRAMES,
+            max_evtchn_port: xen_evtchn::Config::new(1).max_evtchn_port,
+            nr_pirqs: xen_evtchn::DEFAULT_NR_PIRQS,
+            hyperv: false,
+            vapic: false,
+            tsc: TscConfig::default(),
         }
     }
+
+    /// The Xen CPUID leaves this domain presents (base 0x40000000, or
+    /// 0x40000100 beside Hyper-V), derived from this configuration.
+    pub fn cpuid(&self) -> XenCpuid {
+        XenCpuid::new(XenCpuidConfig {
+            version: self.version,
+            vapic: self.vapic,
+            hyperv: self.hyperv,
+            domid: self.domid,
+            tsc: self.tsc,
+        })
+    }
+
+    /// The MSR whose write installs the hypercall page (0x40000000, or
+    /// 0x40000200 beside Hyper-V), as the CPUID leaves advertise it.
+    pub fn hypercall_msr(&self) -> u32 {
+        self.cpuid().hypercall_msr()
+    }
+
+    /// The event channels' configuration: domain id and limits.
+    pub fn evtchn(&self) -> xen_evtchn::Config {
+        xen_evtchn::Config {
+            domid: self.domid,
+            max_evtchn_port: self.max_evtchn_port,
+            nr_pirqs: self.nr_pirqs,
+        }
+    }
+
+    /// The grant-frame limits of `memory_op`.
+    pub fn grant_frames(&self) -> GrantFrames {
+        GrantFrames::new(self.max_grant_frames)
+    }
+
+    /// Checks the configuration as Xen's toolstack would refuse it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=HVM_MAX_VCPUS).contains(&self.vcpus) {
+            return Err(ConfigError::Vcpus(self.vcpus));
+        }
+        self.evtchn()
+            .validate()
+            .map_err(|_| ConfigError::Domid(self.domid))?;
+        if self
+            .memory_map
+            .iter()
+            .all(|e| e.kind() != Ok(E820Type::Ram))
+        {
+            return Err(ConfigError::NoRam);
+        }
+        if !(1..=MAX_GRANT_FRAMES_LIMIT).contains(&self.max_grant_frames) {
+            return Err(ConfigError::GrantFrames(self.max_grant_frames));
+        }
+        Ok(())
+    }
+}
+
+/// Most grant-table frames a domain may be configured with (Xen's
+/// `opt_max_grant_frames` ceiling for a domU is far lower; this bounds the
+/// VMM's tables).
+pub const MAX_GRANT_FRAMES_LIMIT: u32 = 4096;
+
+/// A [`DomainConfig`] that no domain can be built from.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// vCPUs outside 1 to `HVM_MAX_VCPUS`.
+    #[error("A domain has 1 to {HVM_MAX_VCPUS} vCPUs, not {0}.")]
+    Vcpus(u32),
+    /// A reserved domain id, or 0 (the VMM's own side).
+    #[error("Domain id {0:#x} cannot be a guest's.")]
+    Domid(DomId),
+    /// The memory map has no RAM.
+    #[error("The memory map has no RAM.")]
+    NoRam,
+    /// Grant frames outside 1 to [`MAX_GRANT_FRAMES_LIMIT`].
+    #[error("A domain has 1 to {MAX_GRANT_FRAMES_LIMIT} grant frames, not {0}.")]
+    GrantFrames(u32),
 }
 
 /// Why a [`DomainState`] cannot be restored into a [`Domain`].
@@ -249,7 +348,10 @@ mod tests {
 
     fn domain(vcpus: u32) -> Domain {
         let map = vec![E820Entry::new(0, 64 << 20, E820Type::Ram)];
-        Domain::new(DomainConfig::new(vcpus, 0x4000a, map), Env::default())
+        Domain::new(
+            DomainConfig::new(vcpus, XenVersion::V4_10, map),
+            Env::default(),
+        )
     }
 
     #[test]
@@ -260,7 +362,7 @@ mod tests {
             E820Entry::new(1 << 20, 15 << 20, E820Type::Ram),
         ];
         assert_eq!(
-            DomainConfig::new(1, 0x4000a, map).max_pages,
+            DomainConfig::new(1, XenVersion::V4_10, map).max_pages,
             0xa0 + 15 * 256
         );
     }

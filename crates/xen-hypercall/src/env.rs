@@ -63,13 +63,19 @@ impl Clock for HostClock {
     }
 }
 
-/// Per-vCPU timers that raise VIRQ_TIMER when they fire.
+/// Per-vCPU timers that raise VIRQ_TIMER when they fire, and the domain's
+/// watchdog timer.
 pub trait Timers: Send + Sync {
     /// Arms (`Some(deadline)`, absolute system time in ns) or cancels the
     /// single-shot timer of `vcpu`.
     fn set_singleshot(&self, _vcpu: u32, _deadline_ns: Option<u64>) {}
     /// Arms (`Some(period)` in ns) or stops the periodic timer of `vcpu`.
     fn set_periodic(&self, _vcpu: u32, _period_ns: Option<u64>) {}
+    /// Arms (`Some(deadline)`, absolute system time in ns) or cancels the
+    /// domain's watchdog timer: the earliest `SCHEDOP_watchdog` deadline.
+    /// When it fires the VMM asks `SchedOp::expired_watchdog` and shuts the
+    /// domain down with `SHUTDOWN_watchdog` if it says so.
+    fn set_watchdog(&self, _deadline_ns: Option<u64>) {}
 }
 
 /// Scheduling and life-cycle requests from the guest.

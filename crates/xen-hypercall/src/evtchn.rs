@@ -155,7 +155,7 @@ impl<M: GuestMemoryBackend> Family<M> for EvtchnOp {
 mod tests {
     use super::*;
     use crate::call::Abi;
-    use crate::testing::{ABIS, BAD, BUF, Event, TestVm};
+    use crate::testing::{ABIS, BAD, BUF, TestVm};
     use xen_abi::event_channel::EvtchnStat;
     use xen_abi::xen::{DOMID_SELF, HypercallNr};
     use xen_evtchn::Config;
@@ -166,7 +166,7 @@ mod tests {
         let mut vm = TestVm::new(2);
         vm.domain.lock().shared_info_gfn = Some(SHINFO);
         let ch = Arc::new(
-            EventChannels::new(Config::new(1), vm.domain.clone(), vm.rec.clone()).unwrap(),
+            EventChannels::new(Config::new(1), vm.domain.clone(), vm.upcalls.clone()).unwrap(),
         );
         vm.dispatcher.register(
             HypercallNr::EventChannelOp,
@@ -204,7 +204,7 @@ mod tests {
             let vi = SHINFO * 4096 + 64;
             assert_eq!(vm.read::<u8>(vi), 1);
             assert_eq!(vm.read::<u64>(vi + 8), 1);
-            assert_eq!(vm.rec.take(), vec![Event::Upcall(1)]);
+            assert_eq!(vm.take_upcalls(), vec![1]);
         }
     }
 
@@ -311,7 +311,7 @@ mod tests {
         let port = vm.read::<EvtchnBindVirq>(BUF).port;
         assert!(ch.raise_virq(&vm.mem, xen_abi::xen::Virq::Timer, 0));
         assert!(pending(&vm, port));
-        assert_eq!(vm.rec.take(), vec![Event::Upcall(0)]);
+        assert_eq!(vm.take_upcalls(), vec![0]);
     }
 
     #[test]

@@ -918,7 +918,11 @@ mod tests {
             E820Entry::new(0xf0000, 0x10000, E820Type::Reserved),
             E820Entry::new(0x10_0000, RAM_SIZE - 0x10_0000, E820Type::Ram),
         ];
-        let (vm, _) = vm_with(TestVm::with_config(DomainConfig::new(1, 0x4000a, map)));
+        let (vm, _) = vm_with(TestVm::with_config(DomainConfig::new(
+            1,
+            xen_cpuid::XenVersion::V4_10,
+            map,
+        )));
         let ram = HvmMemType::RamRw.raw();
         let mmio = HvmMemType::MmioDm.raw();
         for abi in ABIS {

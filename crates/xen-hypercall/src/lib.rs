@@ -22,23 +22,34 @@
 //! | 21 | `vm_assist` | [`misc`] |
 //! | 24 | `vcpu_op` | [`vcpu`] (time and runstate upkeep in [`time`]) |
 //! | 29 | `sched_op` | [`sched`] |
-//! | 32 | `event_channel_op` | [`evtchn`] (over `xen-evtchn`; registered by the VMM, which owns the event channels) |
-//! | 33 | `physdev_op` | [`physdev`] (over `xen-evtchn`; registered by the VMM) |
+//! | 32 | `event_channel_op` | [`evtchn`] (over `xen-evtchn`) |
+//! | 33 | `physdev_op` | [`physdev`] (over `xen-evtchn`) |
 //! | 34 | `hvm_op` | [`hvm`] |
 //! | 7, 35, 36 | `platform_op`, `sysctl`, `domctl` | -EPERM for a domU |
 //!
 //! Everything else gets -ENOSYS with a rate-limited warning naming the
 //! hypercall; grant tables join later.
 //!
+//! The families are the parts; the `xen-domain` crate assembles all of
+//! them, with the event channels, upcall routing and timers, into one
+//! domain from one [`DomainConfig`]. Registering a family by hand:
+//!
 //! ```
+//! use std::sync::Arc;
 //! use xen_abi::memory::{E820Entry, E820Type};
-//! use xen_hypercall::{DomainConfig, default_dispatcher};
-//! let config = DomainConfig::new(2, 0x4000a, vec![E820Entry::new(0, 64 << 20, E820Type::Ram)]);
-//! let dispatcher = default_dispatcher::<vm_memory::GuestMemoryMmap>(&config);
-//! # let _ = dispatcher;
+//! use xen_abi::xen::HypercallNr;
+//! use xen_hypercall::{Dispatcher, DomainConfig, XenVersionOp};
+//!
+//! let config = DomainConfig::new(2, xen_cpuid::XenVersion::V4_10, vec![E820Entry::new(0, 64 << 20, E820Type::Ram)]);
+//! let mut dispatcher = Dispatcher::<vm_memory::GuestMemoryMmap>::empty();
+//! dispatcher.register(HypercallNr::XenVersion, Arc::new(XenVersionOp::new()));
+//! # let _ = (config, dispatcher);
 //! ```
 
 #![deny(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("xen-hypercall supports x86-64 hosts and guests only");
 
 pub mod call;
 pub mod console;
@@ -59,15 +70,10 @@ pub mod time;
 pub mod vcpu;
 pub mod version;
 
-use std::sync::Arc;
-
-use vm_memory::GuestMemoryBackend;
-use xen_abi::xen::HypercallNr;
-
 pub use call::{Abi, GpRegs, HcResult, Hypercall, result_value, set_result};
 pub use console::ConsoleIo;
 pub use dispatch::{Ctx, Dispatcher, Family};
-pub use domain::{Domain, DomainConfig, DomainState, StateError};
+pub use domain::{ConfigError, Domain, DomainConfig, DomainState, StateError};
 pub use env::Env;
 pub use evtchn::EvtchnOp;
 pub use hvm::{HvmEvents, HvmOp, callback_via};
@@ -78,28 +84,3 @@ pub use sched::{SchedOp, SetTimerOp};
 pub use time::{Runstate, Runstates, update_vcpu_time, update_wallclock};
 pub use vcpu::VcpuOp;
 pub use version::XenVersionOp;
-
-/// Grant-table frames a guest may map by default (Xen's and QEMU's 64).
-pub const DEFAULT_MAX_GRANT_FRAMES: u32 = 64;
-
-/// A dispatcher with every family this crate implements, configured for
-/// `config`; a VMM may then replace any of them with
-/// [`Dispatcher::register`].
-pub fn default_dispatcher<M: GuestMemoryBackend>(config: &DomainConfig) -> Dispatcher<M> {
-    let mut d = Dispatcher::empty();
-    d.register(
-        HypercallNr::MemoryOp,
-        Arc::new(MemoryOp::new(
-            config,
-            GrantFrames::new(DEFAULT_MAX_GRANT_FRAMES),
-        )),
-    );
-    d.register(HypercallNr::SetTimerOp, Arc::new(SetTimerOp));
-    d.register(HypercallNr::XenVersion, Arc::new(XenVersionOp::new()));
-    d.register(HypercallNr::ConsoleIo, Arc::new(ConsoleIo::new()));
-    d.register(HypercallNr::VmAssist, Arc::new(VmAssist::new()));
-    d.register(HypercallNr::VcpuOp, Arc::new(VcpuOp::new()));
-    d.register(HypercallNr::SchedOp, Arc::new(SchedOp::new()));
-    d.register(HypercallNr::HvmOp, Arc::new(HvmOp::new()));
-    d
-}

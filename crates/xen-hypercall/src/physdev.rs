@@ -86,6 +86,7 @@ const MAX_MULTI_MSI: i32 = 32;
 
 /// Where an MSI PIRQ comes from, as `map_pirq` described it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MsiSource {
     /// PCI segment (0 for `MAP_PIRQ_TYPE_MSI`).
     pub segment: u16,
@@ -101,6 +102,7 @@ pub struct MsiSource {
 
 /// What a PIRQ is allocated to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PirqKind {
     /// Allocated by `get_free_pirq`, not mapped: an MSI PIRQ the guest
     /// encodes in an MSI address for the VMM's MSI snooping to find.
@@ -109,6 +111,30 @@ pub enum PirqKind {
     Gsi(u32),
     /// Mapped to an MSI by `map_pirq`.
     Msi(MsiSource),
+}
+
+/// A snapshot of the PIRQ table ([`PhysdevOp::state`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct State {
+    /// Every allocated PIRQ and what it is allocated to, in PIRQ order.
+    pub pirqs: Vec<(u32, PirqKind)>,
+    /// Asserted GSIs, bit per GSI (below [`NR_GSIS`]).
+    pub gsi_levels: u32,
+}
+
+/// Why a [`State`] cannot be restored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A PIRQ is at or beyond the domain's `nr_pirqs`, or listed twice.
+    #[error("PIRQ {0} is out of range or listed twice.")]
+    Pirq(u32),
+    /// A GSI is beyond the IOAPIC, or mapped by two PIRQs.
+    #[error("GSI {0} is out of range or mapped twice.")]
+    Gsi(u32),
+    /// A level bit names a GSI beyond the IOAPIC.
+    #[error("GSI levels {0:#x} name GSIs beyond the IOAPIC.")]
+    Levels(u32),
 }
 
 #[derive(Debug, Default)]
@@ -196,6 +222,45 @@ impl PhysdevOp {
     /// reset separately).
     pub fn reset(&self) {
         *self.lock() = Table::default();
+    }
+
+    /// A snapshot of the PIRQ table. Event-channel bindings of PIRQs are in
+    /// the event channels' own state.
+    pub fn state(&self) -> State {
+        let t = self.lock();
+        State {
+            pirqs: t.pirqs.iter().map(|(&p, &k)| (p, k)).collect(),
+            gsi_levels: t.levels,
+        }
+    }
+
+    /// Replaces the PIRQ table with a snapshot, checked against the event
+    /// channels' `nr_pirqs`; on error nothing changes.
+    pub fn restore(&self, state: &State) -> Result<(), StateError> {
+        let nr_pirqs = self.nr_pirqs();
+        if state.gsi_levels.checked_shr(NR_GSIS).unwrap_or(0) != 0 {
+            return Err(StateError::Levels(state.gsi_levels));
+        }
+        let mut t = Table {
+            levels: state.gsi_levels,
+            ..Table::default()
+        };
+        for &(pirq, kind) in &state.pirqs {
+            if pirq >= nr_pirqs || t.pirqs.insert(pirq, kind).is_some() {
+                return Err(StateError::Pirq(pirq));
+            }
+            if let PirqKind::Gsi(gsi) = kind {
+                let slot = t
+                    .gsi_pirq
+                    .get_mut(gsi as usize)
+                    .ok_or(StateError::Gsi(gsi))?;
+                if slot.replace(pirq).is_some() {
+                    return Err(StateError::Gsi(gsi));
+                }
+            }
+        }
+        *self.lock() = t;
+        Ok(())
     }
 
     /// Pulses `gsi` for the VMM's interrupt controller: raises the event of
@@ -475,7 +540,7 @@ mod tests {
 
     use super::*;
     use crate::call::Abi;
-    use crate::testing::{ABIS, BAD, BUF, Event, TestVm};
+    use crate::testing::{ABIS, BAD, BUF, TestVm};
 
     const SHINFO: u64 = 0x20;
     const GSI: i32 = MapPirqType::Gsi.raw();
@@ -485,7 +550,7 @@ mod tests {
         let mut vm = TestVm::new(2);
         vm.domain.lock().shared_info_gfn = Some(SHINFO);
         let ch = Arc::new(
-            EventChannels::new(Config::new(1), vm.domain.clone(), vm.rec.clone()).unwrap(),
+            EventChannels::new(Config::new(1), vm.domain.clone(), vm.upcalls.clone()).unwrap(),
         );
         let phys = Arc::new(PhysdevOp::new(ch));
         vm.dispatcher.register(HypercallNr::PhysdevOp, phys.clone());
@@ -806,11 +871,11 @@ mod tests {
         let p = map(&vm, Abi::X86_64, GSI, 10, -1).unwrap() as u32;
         // Mapped but not bound: the GSI is still taken from the IOAPIC.
         assert!(phys.gsi_asserted(&vm.mem, 10));
-        assert_eq!(vm.rec.take(), vec![]);
+        assert!(vm.take_upcalls().is_empty());
         let port = bind(&vm, &phys, p);
         assert!(phys.gsi_asserted(&vm.mem, 10));
         assert!(pending(&vm, port));
-        assert_eq!(vm.rec.take(), vec![Event::Upcall(0)]);
+        assert_eq!(vm.take_upcalls(), vec![0]);
         assert!(!phys.gsi_asserted(&vm.mem, 11));
         assert!(!phys.gsi_asserted(&vm.mem, 24));
         assert!(!phys.gsi_asserted(&vm.mem, u32::MAX));
@@ -920,7 +985,8 @@ mod tests {
             nr_pirqs: 20,
             ..Config::new(1)
         };
-        let ch = Arc::new(EventChannels::new(config, vm.domain.clone(), vm.rec.clone()).unwrap());
+        let ch =
+            Arc::new(EventChannels::new(config, vm.domain.clone(), vm.upcalls.clone()).unwrap());
         vm.dispatcher
             .register(HypercallNr::PhysdevOp, Arc::new(PhysdevOp::new(ch)));
         let abi = Abi::X86_64;
@@ -972,6 +1038,80 @@ mod tests {
         assert!(!phys.deliver_msi_pirq(&vm.mem, g));
         assert!(!phys.deliver_msi_pirq(&vm.mem, 100));
         assert!(pending(&vm, pf) && pending(&vm, pm) && !pending(&vm, pg));
+    }
+
+    #[test]
+    fn test_state_restored_into_fresh_table_behaves_the_same() {
+        let (vm, phys) = vm();
+        let g = map(&vm, Abi::X86_64, GSI, 20, -1).unwrap() as u32;
+        let m = map(&vm, Abi::X86_64, MSI, 0, -1).unwrap() as u32;
+        let f = get_free(&vm, Abi::X86_64, MSI).unwrap();
+        phys.set_gsi_level(&vm.mem, 20, true);
+        let saved = phys.state();
+        assert_eq!(saved.pirqs.len(), 3);
+        assert_eq!(saved.gsi_levels, 1 << 20);
+
+        let (vm2, phys2) = self::vm();
+        phys2.restore(&saved).unwrap();
+        assert_eq!(phys2.state(), saved);
+        assert_eq!(phys2.gsi_pirq(20), Some(g));
+        // The same next allocations and answers on both.
+        for (v, p) in [(&vm, &phys), (&vm2, &phys2)] {
+            assert_eq!(get_free(v, Abi::X86_64, MSI), Ok(f - 1));
+            assert_eq!(map(v, Abi::X86_64, GSI, 20, -1), Ok(g as i32));
+            assert_eq!(p.pirq(m).map(|k| matches!(k, PirqKind::Msi(_))), Some(true));
+        }
+        assert_eq!(phys.state(), phys2.state());
+    }
+
+    #[test]
+    fn test_restore_refuses_inconsistent_state_and_keeps_table() {
+        let (_vm, phys) = vm();
+        let good = State {
+            pirqs: vec![(16, PirqKind::Gsi(3))],
+            gsi_levels: 0,
+        };
+        phys.restore(&good).unwrap();
+        for (bad, err) in [
+            (
+                State {
+                    pirqs: vec![(256, PirqKind::Allocated)],
+                    gsi_levels: 0,
+                },
+                StateError::Pirq(256),
+            ),
+            (
+                State {
+                    pirqs: vec![(16, PirqKind::Gsi(3)), (17, PirqKind::Gsi(3))],
+                    gsi_levels: 0,
+                },
+                StateError::Gsi(3),
+            ),
+            (
+                State {
+                    pirqs: vec![(16, PirqKind::Gsi(24))],
+                    gsi_levels: 0,
+                },
+                StateError::Gsi(24),
+            ),
+            (
+                State {
+                    pirqs: vec![(30, PirqKind::Allocated), (30, PirqKind::Allocated)],
+                    gsi_levels: 0,
+                },
+                StateError::Pirq(30),
+            ),
+            (
+                State {
+                    pirqs: vec![],
+                    gsi_levels: 1 << 24,
+                },
+                StateError::Levels(1 << 24),
+            ),
+        ] {
+            assert_eq!(phys.restore(&bad), Err(err));
+            assert_eq!(phys.state(), good);
+        }
     }
 
     proptest! {

@@ -40,69 +40,66 @@
 //! * `SCHEDOP_remote_shutdown` is -EPERM for this domain or dom0 (Xen's XSM
 //!   answer for an unprivileged caller), -ESRCH for any other domain id.
 
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::GuestMemoryBackend;
 use xen_abi::errno::XenErrno;
+use xen_abi::event_channel::{
+    EVTCHN_2L_NR_CHANNELS, EVTCHN_2L_NR_CHANNELS_COMPAT, EVTCHN_FIFO_NR_CHANNELS,
+};
 use xen_abi::sched::{
     SCHED_POLL_MAX_PORTS, SCHED_WATCHDOG_SLOTS, SchedOp as Cmd, SchedPoll, SchedPollCompat,
     SchedRemoteShutdown, SchedShutdown, SchedWatchdog, ShutdownReason,
 };
 use xen_abi::xen::{SET_TIMER_OP_FALLBACK_NS, SET_TIMER_OP_MAX_FUTURE_NS};
+use xen_evtchn::EventChannels;
 
 use crate::call::{Abi, HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
 use xen_abi::warn_limited;
-use xen_abi::x86::PAGE_SIZE;
-
-/// Offset of `evtchn_pending[]` in shared_info (both layouts).
-const EVTCHN_PENDING_OFFSET: u64 = 2048;
-/// 2-level port limit with the 64-bit layout (64 words of 64 bits).
-pub const EVTCHN_2L_PORTS: u32 = 4096;
-/// 2-level port limit with the 32-bit layout (32 words of 32 bits).
-pub const EVTCHN_2L_PORTS_COMPAT: u32 = 1024;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// One `SCHEDOP_watchdog` slot.
-#[derive(Clone, Copy, Debug, Default)]
-struct Watchdog {
-    in_use: bool,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Watchdog {
+    /// The guest holds this slot (its id is the index plus one).
+    pub in_use: bool,
     /// Expiry (system time, ns); `None` once it fired.
-    deadline: Option<u64>,
+    pub deadline: Option<u64>,
 }
 
-/// The `sched_op` family. Keeps the domain's two watchdog slots.
-#[derive(Default)]
+/// A snapshot of the `sched_op` family: the domain's watchdog slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct State {
+    /// Slot `i` answers to watchdog id `i + 1`.
+    pub watchdogs: [Watchdog; SCHED_WATCHDOG_SLOTS as usize],
+}
+
+/// The `sched_op` family. Keeps the domain's two watchdog slots;
+/// `SCHEDOP_poll` asks the domain's event channels which ports are pending,
+/// in either event-channel ABI.
 pub struct SchedOp {
     watchdogs: Mutex<[Watchdog; SCHED_WATCHDOG_SLOTS as usize]>,
-    channels: Option<std::sync::Arc<xen_evtchn::EventChannels>>,
+    channels: Arc<EventChannels>,
 }
 
 impl std::fmt::Debug for SchedOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchedOp")
             .field("watchdogs", &self.watchdogs)
-            .field("channels", &self.channels.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl SchedOp {
-    /// A family with no watchdog armed; `SCHEDOP_poll` reads the 2-level
-    /// bitmaps in shared_info directly.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Like [`SchedOp::new`], with `SCHEDOP_poll` asking the domain's event
-    /// channels whether a port is pending, so that it also works once the
-    /// guest has switched to FIFO.
-    pub fn with_channels(channels: std::sync::Arc<xen_evtchn::EventChannels>) -> Self {
+    /// The family over the domain's event channels, no watchdog armed.
+    pub fn new(channels: Arc<EventChannels>) -> Self {
         Self {
-            channels: Some(channels),
-            ..Self::default()
+            watchdogs: Mutex::default(),
+            channels,
         }
     }
 
@@ -149,7 +146,7 @@ impl SchedOp {
                 }
                 Ok(0)
             }
-            Cmd::Poll => poll(ctx, arg, self.channels.as_deref()),
+            Cmd::Poll => poll(ctx, arg, &self.channels),
             Cmd::RemoteShutdown => {
                 let r: SchedRemoteShutdown = ctx.read(arg)?;
                 if r.domain_id == ctx.domain.config().domid || r.domain_id == 0 {
@@ -166,7 +163,9 @@ impl SchedOp {
             Cmd::Watchdog => {
                 let w: SchedWatchdog = ctx.read(arg)?;
                 let now = ctx.domain.env.clock.system_time_ns();
-                self.watchdog(w.id, w.timeout, now)
+                let r = self.watchdog(w.id, w.timeout, now);
+                ctx.domain.env.timers.set_watchdog(self.watchdog_deadline());
+                r
             }
             Cmd::PinOverride => Err(XenErrno::EPERM),
         }
@@ -222,6 +221,19 @@ impl SchedOp {
         expired
     }
 
+    /// A snapshot of the watchdog slots.
+    pub fn state(&self) -> State {
+        State {
+            watchdogs: *self.watchdogs.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Replaces the watchdog slots with a snapshot (deadlines are in the
+    /// domain's system time, which the VMM's clock continues).
+    pub fn restore(&self, state: &State) {
+        *self.watchdogs.lock().unwrap_or_else(|e| e.into_inner()) = state.watchdogs;
+    }
+
     /// The earliest armed watchdog deadline (system time, ns), for a VMM
     /// that arms a timer instead of polling.
     pub fn watchdog_deadline(&self) -> Option<u64> {
@@ -241,41 +253,11 @@ impl<M: GuestMemoryBackend> Family<M> for SchedOp {
     }
 }
 
-/// Whether `port` is set in shared_info's `evtchn_pending` bitmap (read
-/// atomically, word size per the latched layout). No shared_info, or one
-/// outside RAM, means nothing is pending.
-fn port_pending<M: GuestMemoryBackend>(
-    mem: &M,
-    shared_info: Option<u64>,
-    long_mode: bool,
-    port: u32,
-) -> bool {
-    let Some(base) = shared_info.and_then(|s| s.checked_add(EVTCHN_PENDING_OFFSET)) else {
-        return false;
-    };
-    let port = u64::from(port);
-    if long_mode {
-        let at = base + (port / 64) * 8;
-        mem.load::<u64>(GuestAddress(at), Ordering::Acquire)
-            .is_ok_and(|w| w & (1 << (port % 64)) != 0)
-    } else {
-        let at = base + (port / 32) * 4;
-        mem.load::<u32>(GuestAddress(at), Ordering::Acquire)
-            .is_ok_and(|w| w & (1 << (port % 32)) != 0)
-    }
-}
-
 /// `SCHEDOP_poll`, as Xen's `do_poll()`: ports are read one at a time; a
-/// fault is -EFAULT, a port beyond the 2-level limit -EINVAL, and the first
-/// pending port ends the call with 0 (later ports are not looked at).
-///
-/// With event channels, a FIFO domain's ports are checked through them and
-/// may go up to the FIFO limit.
-fn poll<M: GuestMemoryBackend>(
-    ctx: &Ctx<'_, M>,
-    arg: u64,
-    channels: Option<&xen_evtchn::EventChannels>,
-) -> HcResult {
+/// fault is -EFAULT, a port beyond the ABI's limit (2-level: by the latched
+/// layout; FIFO) -EINVAL, and the first pending port ends the call with 0
+/// (later ports are not looked at).
+fn poll<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, arg: u64, channels: &EventChannels) -> HcResult {
     let p: SchedPoll = match ctx.abi {
         Abi::X86_64 => ctx.read(arg)?,
         Abi::X86_32 => ctx.read::<SchedPollCompat>(arg)?.into(),
@@ -284,18 +266,10 @@ fn poll<M: GuestMemoryBackend>(
         warn_limited!("vCPU {}: poll of {} ports refused", ctx.vcpu, p.nr_ports);
         return Err(XenErrno::EINVAL);
     }
-    let (shared_info, long_mode) = {
-        let st = ctx.domain.lock();
-        (
-            st.shared_info_gfn.and_then(|g| g.checked_mul(PAGE_SIZE)),
-            st.long_mode,
-        )
-    };
-    let fifo = channels.filter(|c| c.is_fifo());
-    let limit = match (fifo, long_mode) {
-        (Some(_), _) => xen_abi::event_channel::EVTCHN_FIFO_NR_CHANNELS,
-        (None, true) => EVTCHN_2L_PORTS,
-        (None, false) => EVTCHN_2L_PORTS_COMPAT,
+    let limit = match (channels.is_fifo(), ctx.domain.lock().long_mode) {
+        (true, _) => EVTCHN_FIFO_NR_CHANNELS,
+        (false, true) => EVTCHN_2L_NR_CHANNELS,
+        (false, false) => EVTCHN_2L_NR_CHANNELS_COMPAT,
     };
     for i in 0..u64::from(p.nr_ports) {
         let at = ctx.abi.word(p.ports.wrapping_add(4 * i));
@@ -304,11 +278,7 @@ fn poll<M: GuestMemoryBackend>(
             warn_limited!("vCPU {}: poll of port {port} refused", ctx.vcpu);
             return Err(XenErrno::EINVAL);
         }
-        let pending = match fifo {
-            Some(c) => c.pending(ctx.phys(), port),
-            None => port_pending(ctx.phys(), shared_info, long_mode, port),
-        };
-        if pending {
+        if channels.pending(ctx.phys(), port) {
             return Ok(0);
         }
     }
@@ -370,7 +340,7 @@ mod tests {
     use super::*;
     use crate::testing::{Event, RAM_SIZE, TestVm};
     use proptest::prelude::*;
-    use std::sync::Arc;
+    use xen_abi::x86::PAGE_SIZE;
     use xen_abi::xen::HypercallNr;
 
     const SHINFO_GFN: u64 = 0x10;
@@ -378,9 +348,14 @@ mod tests {
     const ARG: u64 = 0x5000;
     const PORTS: u64 = 0x6000;
 
+    fn channels(vm: &TestVm) -> Arc<EventChannels> {
+        let config = vm.domain.config().evtchn();
+        Arc::new(EventChannels::new(config, vm.domain.clone(), vm.upcalls.clone()).unwrap())
+    }
+
     fn setup(vcpus: u32) -> (TestVm, Arc<SchedOp>) {
         let mut vm = TestVm::new(vcpus);
-        let op = Arc::new(SchedOp::new());
+        let op = Arc::new(SchedOp::new(channels(&vm)));
         vm.dispatcher.register(HypercallNr::SchedOp, op.clone());
         vm.dispatcher
             .register(HypercallNr::SetTimerOp, Arc::new(SetTimerOp));
@@ -497,6 +472,16 @@ mod tests {
         assert_eq!(watchdog(&vm, 0, 5), Ok(2));
         assert_eq!(watchdog(&vm, 0, 5), Err(XenErrno::ENOSPC));
         assert_eq!(op.watchdog_deadline(), Some(1_000 + 5 * NS_PER_SEC));
+        // The VMM's watchdog timer follows the earliest deadline.
+        let deadlines: Vec<Event> = vm.rec.take();
+        assert_eq!(
+            deadlines,
+            [
+                Event::Watchdog(Some(1_000 + 10 * NS_PER_SEC)),
+                Event::Watchdog(Some(1_000 + 5 * NS_PER_SEC)),
+                Event::Watchdog(Some(1_000 + 5 * NS_PER_SEC)),
+            ]
+        );
         // Destroy slot 1; it can be taken again.
         assert_eq!(watchdog(&vm, 1, 0), Ok(0));
         assert_eq!(watchdog(&vm, 1, 0), Err(XenErrno::EINVAL));
@@ -524,6 +509,28 @@ mod tests {
         assert_eq!(op.watchdog_deadline(), Some(2 * NS_PER_SEC));
         assert_eq!(watchdog(&vm, 1, 0), Ok(0));
         assert!(!op.expired_watchdog(u64::MAX));
+    }
+
+    #[test]
+    fn test_watchdog_state_restored_into_fresh_family_behaves_the_same() {
+        let (vm, op) = setup(1);
+        assert_eq!(watchdog(&vm, 0, 2), Ok(1));
+        assert_eq!(watchdog(&vm, 0, 9), Ok(2));
+        assert!(op.expired_watchdog(2 * NS_PER_SEC));
+        let saved = op.state();
+        assert_eq!(saved.watchdogs[0].deadline, None);
+        assert_eq!(saved.watchdogs[1].deadline, Some(9 * NS_PER_SEC));
+
+        let (vm2, op2) = setup(1);
+        op2.restore(&saved);
+        assert_eq!(op2.state(), saved);
+        for (v, o) in [(&vm, &op), (&vm2, &op2)] {
+            assert_eq!(watchdog(v, 0, 1), Err(XenErrno::ENOSPC));
+            assert!(o.expired_watchdog(9 * NS_PER_SEC));
+            assert_eq!(watchdog(v, 2, 0), Ok(0));
+            assert_eq!(watchdog(v, 0, 1), Ok(2));
+        }
+        assert_eq!(op.state(), op2.state());
     }
 
     fn poll(vm: &TestVm, abi: Abi, ports: &[u32], nr: u32, timeout: u64) -> HcResult {
@@ -732,18 +739,9 @@ mod tests {
         // The poll helper calls from vCPU 1.
         let mut vm = TestVm::new(2);
         vm.domain.lock().shared_info_gfn = Some(SHINFO_GFN);
-        let ch = Arc::new(
-            xen_evtchn::EventChannels::new(
-                xen_evtchn::Config::new(1),
-                vm.domain.clone(),
-                vm.rec.clone(),
-            )
-            .unwrap(),
-        );
-        vm.dispatcher.register(
-            HypercallNr::SchedOp,
-            Arc::new(SchedOp::with_channels(ch.clone())),
-        );
+        let ch = channels(&vm);
+        vm.dispatcher
+            .register(HypercallNr::SchedOp, Arc::new(SchedOp::new(ch.clone())));
         // FIFO: control block at 0x20000, one event-array page at 0x21000
         // with every word MASKED (as Linux initialises it).
         assert_eq!(ch.init_control(&vm.mem, 0x20, 0, 0), Ok(17));

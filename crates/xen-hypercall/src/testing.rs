@@ -82,6 +82,8 @@ pub enum Event {
     Singleshot(u32, Option<u64>),
     /// `Timers::set_periodic`.
     Periodic(u32, Option<u64>),
+    /// `Timers::set_watchdog`.
+    Watchdog(Option<u64>),
     /// `DomainEvents::shutdown`.
     Shutdown(ShutdownReason, Option<u32>),
     /// `DomainEvents::yield_vcpu`.
@@ -94,8 +96,6 @@ pub enum Event {
     Remove(u64, u64),
     /// `MemoryBacking::add`.
     Add(u64, u64),
-    /// `xen_evtchn::Upcall::raise`.
-    Upcall(u32),
 }
 
 /// Records every request; console input comes from `input`.
@@ -139,6 +139,9 @@ impl Timers for Recorder {
     fn set_periodic(&self, vcpu: u32, period_ns: Option<u64>) {
         self.push(Event::Periodic(vcpu, period_ns));
     }
+    fn set_watchdog(&self, deadline_ns: Option<u64>) {
+        self.push(Event::Watchdog(deadline_ns));
+    }
 }
 
 impl DomainEvents for Recorder {
@@ -166,12 +169,6 @@ impl Console for Recorder {
     }
 }
 
-impl xen_evtchn::Upcall for Recorder {
-    fn raise(&self, vcpu: u32) {
-        self.push(Event::Upcall(vcpu));
-    }
-}
-
 impl MemoryBacking for Recorder {
     fn remove(&self, gfn: u64, count: u64) -> bool {
         self.push(Event::Remove(gfn, count));
@@ -195,6 +192,8 @@ pub struct TestVm {
     pub clock: Arc<ManualClock>,
     /// The recorder behind every other trait in `domain.env`.
     pub rec: Arc<Recorder>,
+    /// Where event channels made over this VM's domain raise upcalls.
+    pub upcalls: Arc<xen_evtchn::testing::Recorder>,
     /// Paging registers calls are made with (default: [`IDENTITY_64`]).
     pub paging: PagingRegs,
 }
@@ -203,7 +202,7 @@ impl TestVm {
     /// A VM with `vcpus` vCPUs claiming Xen 4.10.
     pub fn new(vcpus: u32) -> Self {
         let map = vec![E820Entry::new(0, RAM_SIZE, E820Type::Ram)];
-        Self::with_config(DomainConfig::new(vcpus, 0x4000a, map))
+        Self::with_config(DomainConfig::new(vcpus, xen_cpuid::XenVersion::V4_10, map))
     }
 
     /// A VM with this domain configuration.
@@ -218,8 +217,14 @@ impl TestVm {
             dispatcher: Dispatcher::empty(),
             clock,
             rec,
+            upcalls: Arc::default(),
             paging: IDENTITY_64,
         }
+    }
+
+    /// The vCPUs whose upcall was raised since the last call, in order.
+    pub fn take_upcalls(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.upcalls.upcalls.lock().unwrap())
     }
 
     /// Makes hypercall `nr` from `vcpu` at CPL 0 with this ABI.

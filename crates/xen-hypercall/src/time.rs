@@ -721,7 +721,7 @@ mod tests {
             clock: Arc::new(clock),
             ..Env::default()
         };
-        Domain::new(DomainConfig::new(2, 0x4000a, map), env)
+        Domain::new(DomainConfig::new(2, xen_cpuid::XenVersion::V4_10, map), env)
     }
 
     fn vm_with_shinfo() -> TestVm {

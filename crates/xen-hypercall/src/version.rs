@@ -206,7 +206,7 @@ impl<M: GuestMemoryBackend> Family<M> for XenVersionOp {
         };
         let config = ctx.domain.config();
         match cmd {
-            XenVerCmd::Version => Ok(u64::from(config.version)),
+            XenVerCmd::Version => Ok(u64::from(config.version.raw())),
             XenVerCmd::Extraversion => {
                 write_fixed::<XEN_EXTRAVERSION_LEN, M>(ctx, arg, &config.extraversion)
             }
@@ -297,7 +297,7 @@ mod tests {
 
     fn config() -> DomainConfig {
         let map = vec![E820Entry::new(0, RAM_SIZE, E820Type::Ram)];
-        DomainConfig::new(1, 0x4000a, map)
+        DomainConfig::new(1, xen_cpuid::XenVersion::V4_10, map)
     }
 
     fn vm() -> TestVm {

@@ -21,7 +21,8 @@
 //!   it has shared_info and the vCPU's vcpu_info and injects its vector).
 //! * **User space** otherwise (user-space hypercall path, FIFO channels, a
 //!   GSI / INTx callback KVM cannot drive, an unbound port): the eventfd is
-//!   watched by an [`EventLoop`] thread, which raises the port through the
+//!   watched on the VMM's event loop ([`EventWatches`]), which raises the
+//!   port through the
 //!   domain's [`EventChannels`] (the back end's
 //!   [`xen_evtchn::BackendPort::notify_guest`], or
 //!   [`EventChannels::inject`]).
@@ -47,7 +48,7 @@ use vmm_sys_util::eventfd::EventFd;
 use xen_abi::event_channel::EvtchnStat;
 use xen_evtchn::{BackendPort, EventChannels};
 
-use crate::evloop::{EventLoop, WatchId};
+use crate::evloop::{EventWatches, WatchId};
 use crate::kernel::{DeliveryListener, KernelSync};
 use crate::routing::{GsiRouting, Route, RoutingError};
 
@@ -74,7 +75,7 @@ pub enum Delivery {
         /// The Xen vCPU notified.
         vcpu: u32,
     },
-    /// By the event-loop thread, through the event channels.
+    /// On the VMM's event loop, through the event channels.
     User,
 }
 
@@ -111,7 +112,7 @@ struct Inner<M> {
     routing: Arc<GsiRouting>,
     channels: Arc<EventChannels>,
     mem: M,
-    events: Arc<EventLoop>,
+    events: Arc<EventWatches>,
     /// Kernel path with `EVTCHN_2LEVEL` only.
     kernel: Option<Arc<KernelSync>>,
     conns: Mutex<BTreeMap<u64, Connection>>,
@@ -138,12 +139,12 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> EventfdPorts<M> {
     /// Connections raising ports of `channels` in `mem`; the user-space
     /// ones served by `events`. With `kernel` (the kernel path's state,
     /// when `EVTCHN_2LEVEL` is advertised), routes go into `routing`.
-    /// [`crate::XenAccel::eventfd_ports`] builds one from the accelerator.
+    /// [`crate::XenKvm::eventfd_ports`] is the one of a VM.
     pub fn new(
         routing: Arc<GsiRouting>,
         channels: Arc<EventChannels>,
         mem: M,
-        events: Arc<EventLoop>,
+        events: Arc<EventWatches>,
         kernel: Option<Arc<KernelSync>>,
     ) -> Self {
         let kernel = kernel.filter(|k| k.paths().evtchn_2level);
@@ -368,7 +369,7 @@ mod tests {
     use xen_hypercall::{Abi, Domain, DomainConfig, Env, Hypercall};
 
     use super::*;
-    use crate::evloop::wait_for;
+    use crate::evloop::{EventThread, wait_for};
     use crate::ioctls::mock::Mock;
     use crate::kernel::FastPaths;
     use crate::routing::default_irqchip_routes;
@@ -384,12 +385,14 @@ mod tests {
         raw: Arc<MockRouting>,
         routing: Arc<GsiRouting>,
         attrs: Mock,
+        watches: Arc<EventWatches>,
+        _events: EventThread,
     }
 
     fn fx(flags: u32) -> Fx {
         let map = vec![E820Entry::new(0, 1 << 20, E820Type::Ram)];
         let domain = Arc::new(Domain::new(
-            DomainConfig::new(2, 0x4_0011, map),
+            DomainConfig::new(2, xen_cpuid::XenVersion::V4_17, map),
             Env::default(),
         ));
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
@@ -407,6 +410,8 @@ mod tests {
             default_irqchip_routes(),
         ));
         let kernel = Arc::new(KernelSync::new(FastPaths::from_flags(flags), 2));
+        let watches = Arc::new(EventWatches::new().unwrap());
+        let sub: xen_domain::Subscriber = Arc::new(Mutex::new(watches.clone()));
         Fx {
             domain,
             mem,
@@ -415,6 +420,8 @@ mod tests {
             raw,
             routing,
             attrs: Mock::default(),
+            watches,
+            _events: EventThread::spawn("test-ports", vec![sub]).unwrap(),
         }
     }
 
@@ -424,7 +431,7 @@ mod tests {
                 self.routing.clone(),
                 self.channels.clone(),
                 self.mem.clone(),
-                Arc::new(EventLoop::new("test-ports").unwrap()),
+                self.watches.clone(),
                 kernel.then(|| self.kernel.clone()),
             )
         }

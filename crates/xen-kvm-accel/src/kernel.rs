@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `SHARED_INFO` (5.12) | `LONG_MODE`, `SHARED_INFO` (GFN), per-vCPU `VCPU_INFO` and `VCPU_TIME_INFO`, the global `UPCALL_VECTOR` | KVM keeps the pvclocks and wall clock, and injects the global callback vector itself, like an ExtINT: no LAPIC in-service bit is left behind (the no-EOI problem of the user-space path) |
 //! | `RUNSTATE` (5.12) | per-vCPU `RUNSTATE_ADDR` | KVM accounts and writes runstate on every schedule in/out |
-//! | `EVTCHN_SEND` (5.19) | `XEN_VERSION`, per-vCPU `VCPU_ID`, per-vCPU `UPCALL_VECTOR`, per-vCPU `TIMER` (the VIRQ_TIMER port) | `XENVER_version`, `set_timer_op` and the single-shot `vcpu_op`s never leave the kernel; [`crate::XenAccel::kernel_send`] raises ports through `KVM_XEN_HVM_EVTCHN_SEND` |
+//! | `EVTCHN_SEND` (5.19) | `XEN_VERSION`, per-vCPU `VCPU_ID`, per-vCPU `UPCALL_VECTOR`, per-vCPU `TIMER` (the VIRQ_TIMER port) | `XENVER_version`, `set_timer_op` and the single-shot `vcpu_op`s never leave the kernel; [`crate::XenKvm::kernel_send`] raises ports through `KVM_XEN_HVM_EVTCHN_SEND` |
 //!
 //! | `EVTCHN_2LEVEL` (5.17) | `KVM_IRQ_ROUTING_XEN_EVTCHN` GSI routes | an eventfd of a VMM back end raises its guest port without leaving the kernel ([`crate::eventfd_ports`]), while KVM delivers the port's vCPU ([`KernelSync::kernel_delivers`]) |
 //!
@@ -53,15 +53,17 @@
 //! Injection is where the two differ and must agree: KVM injects the
 //! global vector at every entry while `evtchn_upcall_pending` is set, so
 //! when we set it on the target vCPU's own thread (inside a hypercall) KVM
-//! injects it as the vCPU re-enters, and [`crate::KvmUpcall`] sends nothing.
-//! From another thread we cannot make KVM re-check a halted vCPU, so
-//! [`crate::KvmUpcall`] still sends the vector as an MSI to kick it (the
-//! guest may then see one extra, spurious upcall; the in-service bit is
-//! cleared at its next exit as on the user-space path). A per-vCPU vector
+//! injects it as the vCPU re-enters, and [`crate::KvmInjector`] sends nothing.
+//! From another thread [`crate::KvmInjector`] kicks the vCPU's thread out
+//! of `KVM_RUN` (or its halt) with a signal, so that KVM checks again as
+//! it re-enters; only a vCPU whose thread is not known yet gets the vector
+//! as an MSI (the guest may then see one extra, spurious upcall; the
+//! in-service bit is cleared at its next exit as on the user-space path).
+//! A per-vCPU vector
 //! is an ordinary LAPIC interrupt for both writers.
 //!
 //! The pvclock in vcpu_info is also written by both: by us when the guest
-//! registers an area, by KVM from then on. [`crate::XenAccel::setup_vm`]
+//! registers an area, by KVM from then on. [`crate::XenKvmBuilder::build`]
 //! sets kvmclock to the domain clock's system time, so both write the same
 //! time base.
 
@@ -266,7 +268,8 @@ impl KernelSync {
     /// with, and the VM attributes.
     pub fn setup_vm(&self, vm: &dyn XenVmRaw, domain: &Domain) {
         if self.paths.evtchn_send
-            && let Err(e) = vm.xen_hvm_set_attr(XenHvmAttr::XenVersion(domain.config().version))
+            && let Err(e) =
+                vm.xen_hvm_set_attr(XenHvmAttr::XenVersion(domain.config().version.raw()))
         {
             warn("XEN_VERSION", e);
         }
@@ -568,7 +571,7 @@ mod tests {
     fn domain(vcpus: u32) -> Arc<Domain> {
         let map = vec![E820Entry::new(0, 1 << 20, E820Type::Ram)];
         Arc::new(Domain::new(
-            DomainConfig::new(vcpus, 0x4_0011, map),
+            DomainConfig::new(vcpus, xen_cpuid::XenVersion::V4_17, map),
             Env::default(),
         ))
     }

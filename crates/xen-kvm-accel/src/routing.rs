@@ -7,14 +7,14 @@
 //! replaces all of it. Whoever sets it must therefore know every route
 //! anyone else needs: the irqchip routes `KVM_CREATE_IRQCHIP` installed
 //! (GSI 0-15 to the PIC and the IOAPIC, 16-23 to the IOAPIC; the GSI /
-//! PCI INTx upcall line of [`crate::KvmUpcall`] is one of them), the VMM's
+//! PCI INTx upcall line of [`crate::KvmInjector`] is one of them), the VMM's
 //! MSI routes, and the `KVM_IRQ_ROUTING_XEN_EVTCHN` routes of
 //! [`crate::eventfd_ports`]. [`GsiRouting`] is that table's model: it
 //! starts from what KVM has (the irqchip defaults when the VM has a full
 //! in-kernel irqchip, nothing otherwise), and every change goes through
 //! it and is committed as a whole. **A VMM that uses this crate must make
 //! its own routing changes through [`GsiRouting`]** (for example through
-//! [`crate::XenAccel::routing`]), never with `KVM_SET_GSI_ROUTING` directly,
+//! [`crate::XenKvm::routing`]), never with `KVM_SET_GSI_ROUTING` directly,
 //! or the two would overwrite each other's routes.
 //!
 //! Entries are encoded exactly as `struct kvm_irq_routing_entry` of Linux

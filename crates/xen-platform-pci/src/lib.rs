@@ -48,6 +48,9 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("xen-platform-pci supports x86-64 hosts and guests only");
+
 pub mod bus;
 pub mod device;
 pub mod pci;

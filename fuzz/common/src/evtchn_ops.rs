@@ -10,46 +10,6 @@ use xen_abi::errno::XenErrno;
 /// Guest RAM of the `evtchn_ops` target.
 const EVTCHN_RAM: u64 = 4 << 20;
 
-/// The guest layout of `evtchn_ops`, changed by the input mid-sequence.
-struct FuzzLayout {
-    shinfo: std::sync::Mutex<Option<u64>>,
-    long: std::sync::atomic::AtomicBool,
-    vcpu_info: std::sync::Mutex<Vec<Option<u64>>>,
-    vcpus: u32,
-}
-
-impl xen_evtchn::GuestLayout for FuzzLayout {
-    fn shared_info_gpa(&self) -> Option<u64> {
-        *self.shinfo.lock().unwrap()
-    }
-    fn long_mode(&self) -> bool {
-        self.long.load(std::sync::atomic::Ordering::SeqCst)
-    }
-    fn vcpu_info_gpa(&self, vcpu: u32) -> Option<u64> {
-        if let Some(&Some(gpa)) = self.vcpu_info.lock().unwrap().get(vcpu as usize) {
-            return Some(gpa);
-        }
-        let sh = self.shared_info_gpa()?;
-        (vcpu < 32).then(|| sh + 64 * u64::from(vcpu))
-    }
-    fn vcpus(&self) -> u32 {
-        self.vcpus
-    }
-}
-
-/// Counts upcalls and raised ports.
-#[derive(Default)]
-struct FuzzUpcall(std::sync::atomic::AtomicU64);
-
-impl xen_evtchn::Upcall for FuzzUpcall {
-    fn raise(&self, _vcpu: u32) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn port_raised(&self, _port: u32) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// A port argument: mostly one a bind returned.
 #[derive(Arbitrary, Debug)]
 enum PortArg {
@@ -194,13 +154,10 @@ pub fn evtchn_ops(data: &[u8]) {
     let vcpus = u32::from(vcpus % 4) + 1;
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), EVTCHN_RAM as usize)])
         .expect("guest memory");
-    let layout = Arc::new(FuzzLayout {
-        shinfo: std::sync::Mutex::new(shinfo.map(|g| g.value().wrapping_mul(4096))),
-        long: std::sync::atomic::AtomicBool::new(long),
-        vcpu_info: std::sync::Mutex::new(vec![None; vcpus as usize]),
-        vcpus,
-    });
-    let upcall = Arc::new(FuzzUpcall::default());
+    // The guest layout, changed by the input mid-sequence.
+    let layout = xen_evtchn::testing::layout(long, vcpus);
+    *layout.shinfo.lock().unwrap() = shinfo.map(|g| g.value().wrapping_mul(4096));
+    let upcall = Arc::new(xen_evtchn::testing::Recorder::default());
     let config = xen_evtchn::Config::new(EVTCHN_DOMID);
     let mut ch = EventChannels::new(config, layout.clone(), upcall.clone()).expect("config");
     let notify: Arc<dyn xen_evtchn::BackendNotify> = Arc::new(|_port: u32| {});
@@ -387,8 +344,12 @@ pub fn evtchn_ops(data: &[u8]) {
                 None
             }
             EvtchnStep::SetVcpuInfo(v, addr) => {
-                let v = usize::from(*v) % vcpus as usize;
-                layout.vcpu_info.lock().unwrap()[v] = addr.as_ref().map(AddrArg::value);
+                let v = u32::from(*v) % vcpus;
+                let mut info = layout.vcpu_info.lock().unwrap();
+                match addr {
+                    Some(a) => info.insert(v, a.value()),
+                    None => info.remove(&v),
+                };
                 None
             }
             EvtchnStep::Snapshot => {

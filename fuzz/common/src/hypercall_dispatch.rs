@@ -2,12 +2,14 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! Target `hypercall_dispatch`: arbitrary hypercalls over arbitrary guest
-//! memory and paging through the default dispatcher.
+//! memory and paging, against a complete `xen-domain` domain.
 
 use arbitrary::{Arbitrary, Unstructured};
+use vm_memory::{Bytes, GuestAddress};
 use xen_abi::errno::XenErrno;
+use xen_domain::testing::TestDomain;
 use xen_hypercall::guest::PagingRegs;
-use xen_hypercall::testing::TestVm;
+use xen_hypercall::testing::IDENTITY_64;
 use xen_hypercall::{Abi, Hypercall};
 
 /// A paging setup as the fuzzer describes it.
@@ -57,7 +59,8 @@ struct Call {
 
 /// Target `hypercall_dispatch`: arbitrary guest memory contents (pages in
 /// the first MiB), arbitrary paging registers and a sequence of arbitrary
-/// hypercalls through the full default dispatcher.
+/// hypercalls through a complete domain (every family, event channels,
+/// PIRQs, timers, the platform device's state).
 ///
 /// Invariants: nothing panics; every result is a value or a Xen errno;
 /// a call from CPL > 0 is -EPERM; a number nobody handles is -ENOSYS.
@@ -72,17 +75,18 @@ pub fn hypercall_dispatch(data: &[u8]) {
     let Ok(calls) = Vec::<Call>::arbitrary(&mut u) else {
         return;
     };
-    let mut vm = TestVm::new(3);
-    vm.dispatcher = xen_hypercall::default_dispatcher(vm.domain.config());
+    let d = TestDomain::new(3);
     for (page, bytes) in pages.iter().take(64) {
         let len = bytes.len().min(4096);
-        vm.write_bytes(u64::from(*page) * 4096, &bytes[..len]);
+        d.mem
+            .write_slice(&bytes[..len], GuestAddress(u64::from(*page) * 4096))
+            .unwrap();
     }
-    vm.paging = match paging {
-        Paging::Identity64 => xen_hypercall::testing::IDENTITY_64,
+    let paging = match paging {
+        Paging::Identity64 => IDENTITY_64,
         Paging::Identity32 => PagingRegs {
             efer: 0,
-            ..xen_hypercall::testing::IDENTITY_64
+            ..IDENTITY_64
         },
         Paging::Raw {
             cr0,
@@ -104,7 +108,7 @@ pub fn hypercall_dispatch(data: &[u8]) {
             nr: u64::from(c.nr % 64),
             args: std::array::from_fn(|i| abi.word(c.args[i].value())),
         };
-        let r = vm.call_raw(u32::from(c.vcpu % 4), &call);
+        let r = d.domain.hypercall(u32::from(c.vcpu % 4), paging, &call);
         if call.cpl != 0 {
             assert_eq!(r, Err(XenErrno::EPERM));
         }

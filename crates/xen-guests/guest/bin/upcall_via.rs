@@ -29,7 +29,7 @@
 //!   virtual IOAPIC looks at the line (`hvm_maybe_deassert_evtchn_irq`).
 //! * 4, **PCI INTx** (type 1, device 3 INTA#): the same as 3 through the
 //!   GSI the VMM routes that pin to (the host test sets it with
-//!   `KvmUpcall::set_intx_gsi`; here GSI 21, vector 0x61).
+//!   `XenDomainBuilder::pci_intx_routing`; here GSI 21, vector 0x61).
 //!
 //! Bit 4 of the argument (0x13, 0x14): the line handler makes an exit the
 //! VMM handles (`xen_version`) between clearing `evtchn_upcall_pending` and

@@ -355,6 +355,11 @@ impl MemoryOp {
         if !state.grant_frames.iter().all(in_range) || !state.status_frames.iter().all(in_range) {
             return Err(Error::InvalidState("grant frame beyond the maximum GPFN"));
         }
+        if !state.grant_v2 && state.status_frames.iter().any(Option::is_some) {
+            return Err(Error::InvalidState(
+                "status frames mapped at grant version 1",
+            ));
+        }
         let mut ram = Bitmap::new(state.ram_limit);
         let mut prev_end = 0;
         for &(start, end) in &state.ram {
@@ -365,6 +370,21 @@ impl MemoryOp {
             }
             ram.fill(start, end - start, true);
             prev_end = end;
+        }
+        // A special frame replaces whatever was at its GFN: it is never RAM
+        // too, and two never share a GFN.
+        let mut specials: Vec<u64> = state
+            .grant_frames
+            .iter()
+            .chain(&state.status_frames)
+            .flatten()
+            .copied()
+            .collect();
+        specials.sort_unstable();
+        if specials.windows(2).any(|w| w[0] == w[1]) || specials.iter().any(|&g| ram.get(g)) {
+            return Err(Error::InvalidState(
+                "grant frames share a GFN with each other or with RAM",
+            ));
         }
         Ok(Self {
             grant_limits: GrantFrames {
@@ -612,6 +632,22 @@ mod tests {
         s.grant_frames[0] = Some(s.max_gpfn + 1);
         assert!(MemoryOp::from_state(&s).is_err());
         assert!(MemoryOp::from_state(&good).is_ok());
+        // Grant frames on RAM, or on each other.
+        let mut s = good.clone();
+        s.grant_frames[0] = Some(s.ram[0].0);
+        assert!(MemoryOp::from_state(&s).is_err());
+        let mut s = good.clone();
+        s.grant_frames[0] = Some(s.ram_limit + 1);
+        s.grant_frames[1] = Some(s.ram_limit + 1);
+        assert!(MemoryOp::from_state(&s).is_err());
+        s.grant_frames[1] = Some(s.ram_limit + 2);
+        assert!(MemoryOp::from_state(&s).is_ok());
+        // Status frames only exist at version 2.
+        let mut s = good.clone();
+        s.status_frames[0] = Some(s.ram_limit + 1);
+        assert!(MemoryOp::from_state(&s).is_err());
+        s.grant_v2 = true;
+        assert!(MemoryOp::from_state(&s).is_ok());
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub(super) fn setup_with(mut vm: TestVm) -> (TestVm, Arc<MemoryOp>) {
 }
 
 pub(super) fn config(map: Vec<E820Entry>) -> DomainConfig {
-    DomainConfig::new(2, 0x4000a, map)
+    DomainConfig::new(2, xen_cpuid::XenVersion::V4_10, map)
 }
 
 pub(super) fn call(vm: &TestVm, abi: Abi, op: XenMemOp, start: u64, arg: u64) -> HcResult {

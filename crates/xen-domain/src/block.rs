@@ -1,12 +1,12 @@
 // Copyright 2026 The xen-on-kvm Authors
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! Blocking vCPUs in `SCHEDOP_block` and `SCHEDOP_poll` (user-space path).
+//! Blocking vCPUs in `SCHEDOP_block` and `SCHEDOP_poll`.
 //!
 //! The hypercall runs on the vCPU's thread, so blocking parks that thread
 //! on a condition variable until an event is raised for the vCPU
-//! ([`Upcall::raise`]), any port newly becomes pending
-//! ([`Upcall::port_raised`], which a poller may be waiting for), or the
+//! (the domain's upcall delivery wakes it), any port newly becomes pending
+//! (a poller may be waiting for it), or the
 //! deadline passes. A wake-up that arrives while the vCPU is not blocked is
 //! remembered, so the next block returns at once: spurious wake-ups are
 //! part of the ABI, lost ones are not. Each wait is also capped at
@@ -18,7 +18,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use xen_abi::sched::ShutdownReason;
-use xen_evtchn::Upcall;
 use xen_hypercall::env::{Clock, DomainEvents};
 
 /// Longest a single block lasts before the vCPU returns to the guest.
@@ -96,23 +95,16 @@ impl Blocker {
     }
 }
 
-/// [`DomainEvents`] for a KVM VMM: blocking through a [`Blocker`], yield
+/// The domain's [`DomainEvents`]: blocking through its [`Blocker`], yield
 /// as a host thread yield, shutdown handed to the VMM's own handler.
-pub struct KvmEvents {
-    blocker: Arc<Blocker>,
-    shutdown: Arc<dyn DomainEvents>,
+pub(crate) struct BlockingEvents {
+    pub(crate) blocker: Arc<Blocker>,
+    pub(crate) vmm: Arc<dyn DomainEvents>,
 }
 
-impl KvmEvents {
-    /// Events blocking on `blocker`; shutdown requests go to `shutdown`.
-    pub fn new(blocker: Arc<Blocker>, shutdown: Arc<dyn DomainEvents>) -> Self {
-        Self { blocker, shutdown }
-    }
-}
-
-impl DomainEvents for KvmEvents {
+impl DomainEvents for BlockingEvents {
     fn shutdown(&self, reason: ShutdownReason, code: Option<u32>) {
-        self.shutdown.shutdown(reason, code);
+        self.vmm.shutdown(reason, code);
     }
 
     fn yield_vcpu(&self, _vcpu: u32) {
@@ -121,32 +113,6 @@ impl DomainEvents for KvmEvents {
 
     fn block(&self, vcpu: u32, deadline_ns: Option<u64>) {
         self.blocker.block(vcpu, deadline_ns);
-    }
-}
-
-/// An [`Upcall`] that also wakes blocked vCPUs: every raise wakes its
-/// vCPU, every newly pending port wakes all (a poller may wait for it).
-pub struct WakingUpcall {
-    inner: Arc<dyn Upcall>,
-    blocker: Arc<Blocker>,
-}
-
-impl WakingUpcall {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Upcall>, blocker: Arc<Blocker>) -> Self {
-        Self { inner, blocker }
-    }
-}
-
-impl Upcall for WakingUpcall {
-    fn raise(&self, vcpu: u32) {
-        self.inner.raise(vcpu);
-        self.blocker.wake(vcpu);
-    }
-
-    fn port_raised(&self, port: u32) {
-        self.inner.port_raised(port);
-        self.blocker.wake_all();
     }
 }
 
