@@ -11,7 +11,10 @@
 //! | [`abi`] | `xen-abi` | the Xen public ABI as Rust data |
 //! | [`cpuid`] | `xen-cpuid` | the Xen CPUID leaves, applied to a KVM `CpuId` |
 //! | [`hypercall`] | `xen-hypercall` | calling conventions, pages, guest pointers, dispatcher, domU hypercalls |
-//! | [`kvm`] | `xen-kvm-accel` | the KVM side: user-space trap and kernel-intercept paths |
+//! | [`evtchn`] | `xen-evtchn` | event channels: ports, 2-level and FIFO delivery, back ends |
+//! | [`platform`] | `xen-platform-pci` | the Xen platform PCI device |
+//! | [`domain`] | `xen-domain` | one Xen domain assembled from one `DomainConfig`, and its state |
+//! | [`kvm`] | `xen-kvm-accel` | a domain on a KVM VM: both hypercall paths, upcall injection, vCPUs |
 //!
 //! The example in `examples/` boots a guest under KVM; see the README.
 
@@ -19,5 +22,8 @@
 
 pub use xen_abi as abi;
 pub use xen_cpuid as cpuid;
+pub use xen_domain as domain;
+pub use xen_evtchn as evtchn;
 pub use xen_hypercall as hypercall;
 pub use xen_kvm_accel as kvm;
+pub use xen_platform_pci as platform;
