@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use vm_memory::{Bytes, GuestAddress};
 use xen_abi::errno::XenErrno;
 use xen_abi::hvm::HVM_NR_PARAMS;
@@ -39,23 +41,20 @@ const SCRATCH_SIZE: u64 = 64 << 10;
 /// Longest the storm may take before it counts as a hang.
 const DEADLINE: Duration = Duration::from_secs(900);
 
-/// xorshift64*: small, fast, reproducible.
-struct Rng(u64);
+/// The storm's random source: `rand`'s small, fast, seedable generator.
+struct Rng(SmallRng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.random()
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.random_range(0..n)
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
+    fn chance(&mut self, percent: u32) -> bool {
+        self.0.random_ratio(percent, 100)
     }
 }
 
@@ -102,7 +101,7 @@ type Successes = Vec<u64>;
 /// One vCPU's storm; returns how many calls it made and which succeeded.
 fn storm(d: &TestDomain, vcpu: u32, seed: u64, calls: u64, done: &AtomicU64) -> (u64, Successes) {
     let mut ok = vec![0u64; 64];
-    let mut rng = Rng(seed ^ (u64::from(vcpu) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng(SmallRng::seed_from_u64(seed ^ (u64::from(vcpu) << 56)));
     let scratch = SCRATCH + u64::from(vcpu) * SCRATCH_SIZE;
     let mut buf = vec![0u8; 4096];
     let mut plausible = [0u8; 8];
