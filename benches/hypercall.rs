@@ -24,8 +24,7 @@
 //! `cargo bench --bench hypercall`. CI runs each once as a test.
 
 use std::hint::black_box;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kvm_bindings::{kvm_regs, kvm_sregs};
@@ -35,7 +34,8 @@ use xen_abi::hvm::HvmParam;
 use xen_abi::x86::{CR0_PE, EFER_LMA, EFER_LME};
 use xen_abi::xen::{HypercallNr, MulticallEntry};
 use xen_domain::testing::TestDomain;
-use xen_guest_harness::{Runner, Xen, guests};
+use xen_guest_harness::xen::domain_config;
+use xen_guest_harness::{MARK_PORT, Runner, Xen, guests};
 use xen_kvm_accel::exit::trap_hypercall;
 
 const SHINFO_GFN: u64 = 0x200;
@@ -168,33 +168,13 @@ fn evtchn(c: &mut Criterion) {
 /// (0 bare exit, 1 hypercall, 2 callback-vector round trip, 3 per-vCPU
 /// vector round trip) over `rounds` rounds.
 fn guest_phase(phase: usize, rounds: u64) -> Duration {
-    let marks = Arc::new(Mutex::new(Vec::new()));
-    let map = vec![xen_abi::memory::E820Entry::new(
-        0,
-        32 << 20,
-        xen_abi::memory::E820Type::Ram,
-    )];
-    let config = xen_hypercall::DomainConfig::new(1, xen_cpuid::XenVersion::V4_10, map);
-    let m = marks.clone();
-    let (runner, _) = Runner::new(guests::EXIT_COST)
-        .arg(rounds.max(1))
-        .xen(Xen::new(config));
-    let o = runner
-        .on_exit(move |vcpu, _| {
-            let run = vcpu.get_kvm_run();
-            if run.exit_reason == kvm_bindings::KVM_EXIT_IO {
-                // SAFETY: the exit reason says `io` is the valid member.
-                let io = unsafe { run.__bindgen_anon_1.io };
-                if io.port == 0xe4 {
-                    m.lock().unwrap().push(Instant::now());
-                    return true;
-                }
-            }
-            false
-        })
+    let xen = Xen::new(domain_config(1, 0x4000a, 32 << 20));
+    let (runner, _) = Runner::new(guests::EXIT_COST).arg(rounds.max(1)).xen(xen);
+    let (runner, marks) = runner.mark_port(MARK_PORT);
+    runner
         .run()
-        .expect("the exit_cost guest runs");
-    o.assert_status(0);
+        .expect("the exit_cost guest runs")
+        .assert_status(0);
     let marks = marks.lock().unwrap();
     marks[phase + 1] - marks[phase]
 }

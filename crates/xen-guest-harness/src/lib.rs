@@ -49,6 +49,9 @@ use xen_kvm_accel::{XenKvm, XenVcpu};
 pub const CONSOLE_PORT: u16 = 0xe9;
 /// Port whose 32-bit write ends the run (must match `guest/rt.rs`).
 pub const EXIT_PORT: u16 = 0xf4;
+/// The port the `exit_cost` guest writes a phase number to at each
+/// boundary of what it measures ([`Runner::mark_port`]).
+pub const MARK_PORT: u16 = 0xe4;
 /// Status the guest runtime reports when the guest panics.
 pub const STATUS_PANIC: u32 = 0xdead_0001;
 /// Status base the guest runtime reports for an exception (plus vector).
@@ -363,6 +366,30 @@ impl Runner {
         self
     }
 
+    /// Timestamps every guest write to `port`, in order (a guest marks the
+    /// boundaries of what it measures there, as `exit_cost` does on
+    /// [`MARK_PORT`]). This is the run's exit hook.
+    pub fn mark_port(self, port: u16) -> (Self, PortMarks) {
+        let marks = PortMarks::default();
+        let m = marks.clone();
+        let runner = self.on_exit(move |vcpu, _| {
+            let run = vcpu.get_kvm_run();
+            if run.exit_reason != kvm_bindings::KVM_EXIT_IO {
+                return false;
+            }
+            // SAFETY: the exit reason says `io` is the valid member.
+            let io = unsafe { run.__bindgen_anon_1.io };
+            if io.port != port {
+                return false;
+            }
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Instant::now());
+            true
+        });
+        (runner, marks)
+    }
+
     /// Presents Xen to the guest: a `xen-domain` domain of `xen.config` on
     /// `xen-kvm-accel` (the path `xen.path` allows), its CPUID leaves, its
     /// hypercalls. The returned handle shows the domain on its VM once the
@@ -621,6 +648,9 @@ fn install_kick_handler() {
             .expect("register the vCPU kick signal handler");
     });
 }
+
+/// When the guest wrote to a marked port ([`Runner::mark_port`]).
+pub type PortMarks = Arc<Mutex<Vec<Instant>>>;
 
 /// What the loop does with an exit.
 enum Step {

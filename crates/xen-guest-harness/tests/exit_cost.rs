@@ -10,13 +10,8 @@
 //! runs natively; on the development machines guest ring-0 code is
 //! emulated and dominates.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use xen_abi::memory::{E820Entry, E820Type};
-use xen_guest_harness::xen::caps;
-use xen_guest_harness::{Runner, Xen, guests, kvm_available};
-use xen_hypercall::DomainConfig;
+use xen_guest_harness::xen::{caps, domain_config};
+use xen_guest_harness::{MARK_PORT, Runner, Xen, guests, kvm_available};
 use xen_kvm_accel::PathChoice;
 
 const N: u64 = 2000;
@@ -32,30 +27,12 @@ struct Costs {
 }
 
 fn measure(path: PathChoice) -> Costs {
-    let config = DomainConfig::new(
-        1,
-        xen_cpuid::XenVersion::V4_10,
-        vec![E820Entry::new(0, 32 << 20, E820Type::Ram)],
-    );
-    let marks = Arc::new(Mutex::new(Vec::new()));
-    let mut xen = Xen::new(config);
+    let mut xen = Xen::new(domain_config(1, 0x4000a, 32 << 20));
     xen.path = path;
     let (runner, handle) = Runner::new(guests::EXIT_COST).arg(N).xen(xen);
-    let m = marks.clone();
-    // This hook runs before the runner's own Xen handling (which the
-    // runner times): it takes the phase marks.
-    let runner = runner.on_exit(move |vcpu, _| {
-        let run = vcpu.get_kvm_run();
-        if run.exit_reason == kvm_bindings::KVM_EXIT_IO {
-            // SAFETY: the exit reason says `io` is the valid member.
-            let io = unsafe { run.__bindgen_anon_1.io };
-            if io.port == 0xe4 {
-                m.lock().unwrap().push(Instant::now());
-                return true;
-            }
-        }
-        false
-    });
+    // The mark hook runs before the runner's own Xen handling (which the
+    // runner times).
+    let (runner, marks) = runner.mark_port(MARK_PORT);
     let o = runner.run().unwrap();
     println!("{}", o.console);
     o.assert_status(0);
