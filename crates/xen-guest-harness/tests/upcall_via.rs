@@ -199,18 +199,18 @@ fn test_guest_upcall_global_vector_raised_while_previous_in_service() {
             ("seen", "true"),
         ]);
         let v = r.v();
-        // vCPU 1's event reaches vCPU 0 at the latest after its next exits
-        // (on Xen: at once), and only vCPU 0 takes it.
+        // vCPU 1's second event reaches vCPU 0 at once, as on Xen, while
+        // vCPU 0 makes no exit of its own, and only vCPU 0 takes it.
         assert!(
-            v["taken_after_exits"].starts_with("true "),
-            "the second upcall never arrived (path {:?}): the first one's in-service \
-             bit blocks it; console:\n{}",
+            v["taken_before_exit"] == "true" && v["taken_after_exits"] == "true exits 0",
+            "the second upcall waited for vCPU 0's exits or never arrived (path {:?}): \
+             the first one's in-service bit blocks it; console:\n{}",
             r.path,
             r.o.console
         );
-        if r.path == Some(Path::Kernel) && v["count"] == "3 other 0" {
-            // KVM injects the vector itself and the VMM also sends the MSI
-            // it uses as a kick from another thread: one extra upcall.
+        if r.path == Some(Path::Kernel) && ["4 other 0", "5 other 0"].contains(&v["count"]) {
+            // KVM injects the vector itself and the VMM also sends an MSI
+            // from another thread: an extra upcall.
             note(
                 TEST,
                 r.path,
@@ -219,7 +219,7 @@ fn test_guest_upcall_global_vector_raised_while_previous_in_service() {
                  fast paths are being written: not failed here yet",
             );
         } else {
-            r.check(&[("count", "2 other 0")]);
+            r.check(&[("count", "3 other 0")]);
         }
         if r.isr_observable(TEST, ISR_CHECKS) {
             r.check(&[("isr_final", NOTHING)]);

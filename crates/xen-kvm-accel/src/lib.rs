@@ -549,10 +549,12 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenVcpu<M> {
     }
 
     /// Call before every `KVM_RUN`, on the vCPU's thread: makes that thread
-    /// the vCPU's kick target (an upcall raised elsewhere for a halted vCPU
-    /// then kicks it instead of sending a second vector), and does what
-    /// upcalls left for this vCPU (clearing an un-EOI'd callback vector's
-    /// in-service bit, dropping a `KVM_IRQ_LINE` callback line).
+    /// the vCPU's kick target (a global callback vector raised on another
+    /// thread kicks the vCPU out of the guest or its halt, so that KVM
+    /// injects it as the vCPU re-enters, or so that this call clears the
+    /// previous one's in-service bit first), and does what upcalls left
+    /// for this vCPU (clearing an un-EOI'd callback vector's in-service
+    /// bit, dropping a `KVM_IRQ_LINE` callback line).
     pub fn before_run(&mut self, vcpu: &VcpuFd) {
         let s = &self.shared;
         // SAFETY: pthread_self has no preconditions.

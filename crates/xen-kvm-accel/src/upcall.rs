@@ -352,6 +352,13 @@ impl KvmInjector {
             return;
         }
         self.callback_msi(vcpu, vector);
+        // The vCPU may be in the guest, or halted in KVM, with an earlier
+        // callback's in-service bit still set (the guest never EOIs it),
+        // which holds this one back; kicked, it clears that bit before it
+        // re-enters ([`KvmInjector::before_run`]).
+        if !on_own_thread {
+            self.kicks.kick(vcpu);
+        }
     }
 
     /// The global callback vector as an MSI, whose in-service bit the
