@@ -39,9 +39,9 @@
 //!    GSI's irqchip route: keep it when changing the routing table
 //!    ([`crate::routing`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_bindings::{KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, kvm_msi};
@@ -97,23 +97,58 @@ pub(crate) struct Kicks {
     /// Per vCPU: its thread, while its exit handler lives there. The lock is
     /// held while signalling, so a thread unregistering (as it exits) waits
     /// for a kick in flight and is never signalled once gone.
-    threads: Mutex<Vec<Option<libc::pthread_t>>>,
+    threads: Arc<KickTable>,
+}
+
+/// Per vCPU: the thread registered as its kick target.
+type KickTable = Mutex<Vec<Option<libc::pthread_t>>>;
+
+/// Forgets the registrations of the thread that owns it when that thread
+/// exits (thread-local destructors run while the thread still lives), so
+/// that no kick ever signals a thread that is gone, wherever the vCPU's
+/// [`crate::XenVcpu`] went.
+struct ThreadBindings(Vec<(Weak<KickTable>, u32)>);
+
+impl Drop for ThreadBindings {
+    fn drop(&mut self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        for (table, vcpu) in &self.0 {
+            if let Some(table) = table.upgrade()
+                && let Some(t) = lock(&table).get_mut(*vcpu as usize)
+                && *t == Some(me)
+            {
+                *t = None;
+            }
+        }
+    }
+}
+
+thread_local! {
+    static BINDINGS: RefCell<ThreadBindings> = const { RefCell::new(ThreadBindings(Vec::new())) };
 }
 
 impl Kicks {
     pub(crate) fn new(vcpus: u32, signal: i32) -> Self {
         Self {
             signal,
-            threads: Mutex::new(vec![None; vcpus as usize]),
+            threads: Arc::new(Mutex::new(vec![None; vcpus as usize])),
         }
     }
 
-    /// Registers (`true`) or forgets the calling thread as `vcpu`'s.
+    /// Registers (`true`) or forgets the calling thread as `vcpu`'s. A
+    /// registration ends at the latest when the thread exits.
     pub(crate) fn bind(&self, vcpu: u32, here: bool) {
         // SAFETY: pthread_self has no preconditions.
         let me = here.then(|| unsafe { libc::pthread_self() });
         if let Some(t) = lock(&self.threads).get_mut(vcpu as usize) {
             *t = me;
+        }
+        if here {
+            let entry = (Arc::downgrade(&self.threads), vcpu);
+            // While the thread exits its bindings are gone already, and
+            // the thread will never run its vCPU again anyway.
+            let _ = BINDINGS.try_with(|b| b.borrow_mut().0.push(entry));
         }
     }
 
@@ -123,8 +158,9 @@ impl Kicks {
         let Some(Some(t)) = threads.get(vcpu as usize) else {
             return false;
         };
-        // SAFETY: `t` is a live thread: it unregisters (under this lock)
-        // before it exits. The signal's handler does nothing.
+        // SAFETY: `t` is a live thread: a thread's registrations end (under
+        // this lock) in its thread-local destructor, before it is gone, or
+        // earlier when its `XenVcpu` is dropped. The handler does nothing.
         unsafe { libc::pthread_kill(*t, self.signal) };
         true
     }
@@ -658,5 +694,32 @@ mod tests {
         k.bind(1, false);
         assert!(!k.kick(1));
         let _ = Duration::ZERO;
+    }
+
+    #[test]
+    fn test_kick_target_is_forgotten_when_its_thread_exits() {
+        let k = Arc::new(Kicks::new(2, libc::SIGUSR2));
+        let k2 = k.clone();
+        // The thread registers, never unregisters, and exits: signalling
+        // its id now would be undefined behaviour.
+        std::thread::spawn(move || k2.bind(1, true)).join().unwrap();
+        assert_eq!(lock(&k.threads)[1], None);
+        assert!(!k.kick(1));
+        // A vCPU that moved on to a live thread stays with it when the
+        // thread it left exits.
+        let (moved, exit) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let k3 = k.clone();
+        let old = std::thread::spawn(move || {
+            k3.bind(0, true);
+            moved.0.send(()).unwrap();
+            exit.1.recv().unwrap();
+        });
+        moved.1.recv().unwrap();
+        k.bind(0, true);
+        exit.0.send(()).unwrap();
+        old.join().unwrap();
+        // SAFETY: pthread_self has no preconditions.
+        assert_eq!(lock(&k.threads)[0], Some(unsafe { libc::pthread_self() }));
+        k.bind(0, false);
     }
 }
