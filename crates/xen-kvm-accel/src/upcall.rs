@@ -44,7 +44,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
-use kvm_bindings::{KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, kvm_msi};
+use kvm_bindings::{
+    KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, KVM_VCPUEVENT_VALID_SHADOW, kvm_msi,
+};
 use kvm_ioctls::{VcpuFd, VmFd};
 use vm_memory::GuestMemoryBackend;
 use vmm_sys_util::epoll::EventSet;
@@ -444,6 +446,10 @@ fn inject_external(vcpu: &mut VcpuFd, vector: u8) -> bool {
         e.interrupt.injected = 1;
         e.interrupt.nr = vector;
         e.interrupt.soft = 0;
+        // KVM applies the whole block: leave out the parts other vCPUs or
+        // devices may have changed since the exit (a pending NMI or SMI),
+        // which the stale copy would overwrite.
+        e.flags &= KVM_VCPUEVENT_VALID_SHADOW;
         vcpu.set_sync_dirty_reg(kvm_ioctls::SyncReg::VcpuEvents);
     }
     can
