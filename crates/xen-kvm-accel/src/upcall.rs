@@ -314,7 +314,11 @@ impl KvmInjector {
                 return;
             }
         }
-        self.asserted.store(gsi, Ordering::SeqCst);
+        let old = self.asserted.swap(gsi, Ordering::SeqCst);
+        if old != NO_GSI && old != gsi {
+            // The guest moved its callback GSI while the old one was up.
+            self.set_line(old, false);
+        }
         self.set_line(gsi, true);
     }
 
@@ -337,6 +341,11 @@ impl KvmInjector {
                     .is_ok()
             {
                 self.set_line(gsi, false);
+                // An event raised between the check and the drop found the
+                // line still up and asserted nothing: look again.
+                if pending() {
+                    self.assert_line(gsi);
+                }
             }
         }
     }
