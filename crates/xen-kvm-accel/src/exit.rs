@@ -28,18 +28,24 @@ pub fn long_mode(s: &kvm_sregs) -> bool {
     s.efer & EFER_LMA != 0 && s.cs.l != 0
 }
 
-/// The ABI and privilege level of a call made from these registers: the
-/// ABI is chosen per call from EFER.LMA and CS.L, the CPL is CS.RPL in
-/// protected mode and 0 in real mode.
-pub fn call_mode(s: &kvm_sregs) -> (Abi, u8) {
+/// The ABI and privilege level of a call made with these flags and
+/// registers: the ABI is chosen per call from EFER.LMA and CS.L; the CPL is
+/// 0 in real mode, 3 in virtual-8086 mode (whatever CS holds there), and
+/// CS.RPL in protected mode.
+pub fn call_mode(rflags: u64, s: &kvm_sregs) -> (Abi, u8) {
     let abi = Abi::from_mode(s.efer & EFER_LMA != 0, s.cs.l != 0);
     let cpl = if s.cr0 & CR0_PE == 0 {
         0
+    } else if rflags & RFLAGS_VM != 0 {
+        3
     } else {
         (s.cs.selector & 3) as u8
     };
     (abi, cpl)
 }
+
+/// RFLAGS.VM: virtual-8086 mode.
+const RFLAGS_VM: u64 = 1 << 17;
 
 /// A port-trap hypercall (the user-space path): decodes the call from the
 /// vCPU's registers, has `domain` answer it, and writes the result into
@@ -51,7 +57,7 @@ pub fn trap_hypercall<M: GuestMemoryBackend + Clone + Send + Sync + 'static>(
     regs: &mut kvm_regs,
     sregs: &kvm_sregs,
 ) -> (Hypercall, HcResult) {
-    let (abi, cpl) = call_mode(sregs);
+    let (abi, cpl) = call_mode(regs.rflags, sregs);
     let mut gp = GpRegs {
         rax: regs.rax,
         rbx: regs.rbx,
@@ -115,12 +121,16 @@ mod tests {
     #[test]
     fn test_call_mode_from_segment_and_control_registers() {
         let mut s = long64();
-        assert_eq!(call_mode(&s), (Abi::X86_64, 0));
+        assert_eq!(call_mode(0, &s), (Abi::X86_64, 0));
         s.cs.l = 0;
         s.cs.selector = 0x1b;
-        assert_eq!(call_mode(&s), (Abi::X86_32, 3));
+        assert_eq!(call_mode(0, &s), (Abi::X86_32, 3));
+        // Virtual-8086 code is CPL 3, whatever its CS value.
+        s.cs.selector = 0x1000;
+        assert_eq!(call_mode(RFLAGS_VM, &s), (Abi::X86_32, 3));
+        assert_eq!(call_mode(0, &s), (Abi::X86_32, 0));
         s.cr0 = 0;
-        assert_eq!(call_mode(&s), (Abi::X86_32, 0), "real mode is CPL 0");
+        assert_eq!(call_mode(0, &s), (Abi::X86_32, 0), "real mode is CPL 0");
     }
 
     #[test]
