@@ -172,6 +172,10 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomainBuilder<M> 
     /// Builds the domain from a saved [`State`] (the whole-domain
     /// counterpart of [`XenDomain::state`]), refusing one that does not fit
     /// the configuration. Timers are re-armed from their saved deadlines.
+    /// Guest RAM must hold the saved contents already; once the vCPUs'
+    /// interrupt controllers are restored too, the VMM calls
+    /// [`XenDomain::reassert_upcall`] for each vCPU, so that an upcall
+    /// pending at the save is delivered.
     pub fn restore(self, state: &State) -> Result<XenDomain<M>, Error> {
         state.check(&self.config)?;
         self.assemble(Some(state))

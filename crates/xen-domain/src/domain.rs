@@ -106,8 +106,9 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomain<M> {
     /// The guest wrote `value` (page address | page index) to the
     /// hypercall MSR: writes a hypercall page of `trap` stubs there and
     /// latches the shared_info layout from the writer's mode, as Xen does.
-    /// Only page index 0 exists and the page must be guest RAM; otherwise
-    /// nothing is written and the VMM injects a #GP (returns false).
+    /// Only page index 0 exists and the page must be in guest memory (a
+    /// region of `M`); otherwise nothing is written and the VMM injects a
+    /// #GP (returns false).
     pub fn write_hypercall_page(&self, value: u64, trap: Trap, long_mode: bool) -> bool {
         let (gpa, index) = (value & !0xfff, value & 0xfff);
         if index != 0 {

@@ -121,8 +121,9 @@ impl State {
 
 impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomain<M> {
     /// The whole domain's state. Take it with the vCPUs paused (out of
-    /// `KVM_RUN` or its equivalent), so that no hypercall changes one part
-    /// while another is read.
+    /// `KVM_RUN` or its equivalent) and the VMM's event loop stopped (the
+    /// timers and eventfd ports raise events), so that nothing changes one
+    /// part while another is read.
     pub fn state(&self) -> State {
         State {
             version: STATE_VERSION,

@@ -13,8 +13,9 @@
 use std::sync::{Mutex, MutexGuard};
 
 use xen_abi::features::XenFeatures;
-use xen_abi::hvm::HVM_NR_PARAMS;
+use xen_abi::hvm::{HVM_EVTCHN_UPCALL_VECTOR_MIN, HVM_NR_PARAMS};
 use xen_abi::memory::{E820Entry, E820Type};
+use xen_abi::vcpu::VCPU_PERIODIC_TIMER_MIN_NS;
 use xen_abi::x86::PAGE_SIZE;
 use xen_abi::xen::{DomId, HVM_MAX_VCPUS, XEN_LEGACY_MAX_VCPUS};
 
@@ -22,6 +23,7 @@ use xen_cpuid::{TscConfig, XenCpuid, XenCpuidConfig, XenVersion};
 
 use crate::env::Env;
 use crate::memory::{DEFAULT_MAX_GRANT_FRAMES, GrantFrames};
+use crate::vcpu::PERIODIC_TIMER_MAX_NS;
 
 /// Bytes of one `vcpu_info` inside shared_info.
 pub const VCPU_INFO_SIZE: u64 = 64;
@@ -190,6 +192,14 @@ pub enum StateError {
     /// The HVM parameter table has the wrong length.
     #[error("The state has {0} HVM parameters.")]
     Params(usize),
+    /// A vCPU's registration is one no hypercall would have accepted.
+    #[error("vCPU {vcpu}: {what}.")]
+    Vcpu {
+        /// The vCPU.
+        vcpu: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
 }
 
 /// A guest area registered by address (runstate, secondary time info).
@@ -294,8 +304,23 @@ impl Domain {
     }
 
     /// Replaces the shared state (restore from a snapshot). The vCPU count
-    /// and the parameter table must match the configuration.
+    /// and the parameter table must match the configuration, and each
+    /// vCPU's upcall vector and timer period must be ones `hvm_op` and
+    /// `vcpu_op` accept (a 1 ns period would spin the timers).
     pub fn restore(&self, state: DomainState) -> Result<(), StateError> {
+        for (vcpu, v) in state.vcpus.iter().enumerate() {
+            if v.upcall_vector
+                .is_some_and(|x| x < HVM_EVTCHN_UPCALL_VECTOR_MIN)
+            {
+                let what = "upcall vector below 0x10";
+                return Err(StateError::Vcpu { vcpu, what });
+            }
+            let periods = VCPU_PERIODIC_TIMER_MIN_NS..=PERIODIC_TIMER_MAX_NS;
+            if v.periodic_ns.is_some_and(|p| !periods.contains(&p)) {
+                let what = "periodic timer period out of range";
+                return Err(StateError::Vcpu { vcpu, what });
+            }
+        }
         if state.vcpus.len() != self.config.vcpus as usize {
             return Err(StateError::VcpuCount {
                 state: state.vcpus.len(),
@@ -395,6 +420,24 @@ mod tests {
         let c = domain(2);
         assert_eq!(c.restore(a.state()), Ok(()));
         assert_eq!(c.state(), a.state());
+    }
+
+    #[test]
+    fn test_restore_rejects_registrations_no_hypercall_accepts() {
+        let a = domain(2);
+        let refused = |edit: fn(&mut VcpuState)| {
+            let mut st = a.state();
+            edit(&mut st.vcpus[1]);
+            matches!(a.restore(st), Err(StateError::Vcpu { vcpu: 1, .. }))
+        };
+        assert!(refused(|v| v.upcall_vector = Some(0x0f)));
+        assert!(refused(|v| v.periodic_ns = Some(1)));
+        assert!(refused(|v| v.periodic_ns = Some(PERIODIC_TIMER_MAX_NS + 1)));
+        let mut st = a.state();
+        st.vcpus[1].upcall_vector = Some(0x10);
+        st.vcpus[1].periodic_ns = Some(VCPU_PERIODIC_TIMER_MIN_NS);
+        assert_eq!(a.restore(st.clone()), Ok(()));
+        assert_eq!(a.state(), st);
     }
 
     #[test]
