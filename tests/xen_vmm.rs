@@ -222,6 +222,18 @@ fn test_guest_crash_is_an_error_status() {
 }
 
 #[test]
+fn test_hung_guest_is_stopped_by_its_watchdog() {
+    if !kvm_available("test_hung_guest_is_stopped_by_its_watchdog") {
+        return;
+    }
+    // The guest arms a 1 s watchdog, then halts with interrupts off: only
+    // the VMM's event thread can end the VM, long before the timeout.
+    let r = run(&["--cmdline", "watchdog", "--timeout", "20"]);
+    r.expect(7, "reason SHUTDOWN_watchdog");
+    assert!(r.stdout.contains("armed 1 s watchdog 1"), "{}", r.stdout);
+}
+
+#[test]
 fn test_guest_that_never_shuts_down_hits_the_timeout() {
     if !kvm_available("test_guest_that_never_shuts_down_hits_the_timeout") {
         return;

@@ -57,7 +57,7 @@ pub(crate) struct Options {
     #[arg(long, value_name = "FILE", requires = "image")]
     pub(crate) initrd: Option<PathBuf>,
     /// Kernel command line (also given to --elf and the embedded
-    /// guest, which understands 'crash' and 'hang')
+    /// guest, which understands 'crash', 'hang' and 'watchdog')
     #[arg(long, value_name = "TEXT", verbatim_doc_comment)]
     #[arg(default_value = "", hide_default_value = true)]
     pub(crate) cmdline: String,

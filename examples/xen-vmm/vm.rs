@@ -120,8 +120,8 @@ fn memory(vm: &VmFd, ram: u64) -> Result<GuestMemoryMmap> {
         (r.slot, r.guest_phys_addr) = (slot as u32, region.start_addr().0);
         (r.memory_size, r.userspace_addr) = (region.len(), region.as_ptr() as u64);
         // SAFETY: the region stays mapped while `mem` or a clone of it
-        // lives, and the VMM keeps one until the process exits, which ends
-        // the VM.
+        // lives, and every vCPU thread keeps one until the process exits,
+        // which ends the VM.
         unsafe { vm.set_user_memory_region(r) }.context("KVM_SET_USER_MEMORY_REGION")?;
     }
     Ok(mem)
@@ -236,7 +236,10 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
     // The threads are never joined: the process exits with the VM.
     for (id, (mut vcpu, mut xen_vcpu)) in (0..).zip(vcpus) {
         let (bus, stop) = (bus.clone(), stop.clone());
+        // Each vCPU thread keeps guest memory mapped while it may run.
+        let mem = mem.clone();
         let run = move || {
+            let _mem = &mem;
             let run = || vcpu_loop(&mut vcpu, id, &bus, xen_vcpu.as_mut(), &stop);
             let why = panic::catch_unwind(AssertUnwindSafe(run));
             stop.stop(why.unwrap_or_else(|_| Stop::Error(format!("vCPU {id} panicked"))));

@@ -46,8 +46,19 @@ impl Console for Guest {
 
 impl DomainEvents for Guest {
     fn shutdown(&self, reason: ShutdownReason, code: Option<u32>) {
-        // No vCPU re-enters the guest after this, as Xen deschedules them.
-        self.0.defer(Stop::Shutdown(reason, code));
+        let stop = Stop::Shutdown(reason, code);
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("vcpu"))
+        {
+            // SCHEDOP_shutdown: reported once the hypercall is done (and
+            // traced); no vCPU re-enters the guest, as Xen deschedules them.
+            self.0.defer(stop);
+        } else {
+            // The watchdog, on the event thread: the vCPUs may never leave
+            // the guest by themselves (that is what a watchdog is for).
+            self.0.stop(stop);
+        }
     }
 }
 

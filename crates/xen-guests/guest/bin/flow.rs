@@ -16,8 +16,10 @@
 //! and powers off with `SCHEDOP_shutdown`.
 //!
 //! The command line (from `hvm_start_info`) can ask for a different end:
-//! `crash` shuts down with reason crash, `hang` never shuts down. A step
-//! that fails prints why and crashes the domain.
+//! `crash` shuts down with reason crash, `hang` never shuts down, and
+//! `watchdog` arms a 1 s watchdog and then spins with interrupts off (Xen
+//! shuts the domain down with reason watchdog). A step that fails prints
+//! why and crashes the domain.
 
 #![no_std]
 #![no_main]
@@ -438,6 +440,17 @@ fn main(start: Start) -> u32 {
         println!("flow: [13] 1 vCPU: no IPIs between vCPUs");
     }
 
+    if has_word(line, b"watchdog") {
+        // SCHEDOP_watchdog {id 0 (a new one), timeout 1 s}, never fed.
+        put(0, 0, 1 << 32);
+        let id = hypercall(nr::SCHED_OP, [6, xen::arg(0), 0, 0, 0]);
+        println!("flow: command line says watchdog: armed 1 s watchdog ", id, ", spinning");
+        // SAFETY: interrupts off; the loop below never leaves the guest.
+        unsafe { core::arch::asm!("cli") };
+        loop {
+            core::hint::spin_loop();
+        }
+    }
     if has_word(line, b"hang") {
         println!("flow: command line says hang: never shutting down");
         loop {
