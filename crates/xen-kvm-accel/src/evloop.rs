@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 
 use event_manager::{EventManager, EventOps, EventSubscriber, Events, SubscriberOps};
@@ -35,7 +35,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 use xen_domain::Subscriber;
 
-use crate::Error;
+use crate::{Error, lock};
 
 /// What a watched eventfd calls, with the counter it read.
 pub type Callback = Arc<dyn Fn(u64) + Send + Sync>;
@@ -61,10 +61,6 @@ struct State {
     /// Watches to add to the epoll set, and fds to take out of it.
     adds: Vec<u32>,
     removes: Vec<Arc<EventFd>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Eventfd watches served by the event loop this subscriber is registered

@@ -94,7 +94,7 @@ pub mod routing;
 pub mod upcall;
 
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvm_bindings::{
     CpuId, KVM_CAP_X86_USER_SPACE_MSR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_X86_RDMSR,
@@ -280,6 +280,12 @@ impl<'a, M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenKvmBuilder<'a
             eventfd_ports,
         })
     }
+}
+
+/// Locks `m`, whether or not a thread panicked holding it (the state the
+/// locks here guard stays consistent at every unlock).
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A second `VmFd` on the same VM, so upcalls can be raised from any thread.

@@ -41,7 +41,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_bindings::{
@@ -53,9 +53,9 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 use xen_domain::{UpcallInjector, UpcallRoute, XenDomain};
 
-use crate::Error;
 use crate::kernel::KernelSync;
 use crate::routing::{IrqRoutingRaw, irqfd_call};
+use crate::{Error, lock};
 
 /// LAPIC MSI address base.
 const MSI_ADDR: u32 = 0xfee0_0000;
@@ -86,10 +86,6 @@ impl Drop for CurrentVcpu {
     fn drop(&mut self) {
         CURRENT_VCPU.with(|c| c.set(None));
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Makes a vCPU thread leave `KVM_RUN`: a signal with a no-op handler, to
