@@ -31,7 +31,6 @@ pub use xen::{Xen, XenHandle};
 pub use xen_guests::{Guest, guests, layout};
 
 use std::io::Cursor;
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -41,7 +40,7 @@ use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use linux_loader::loader::{KernelLoader, elf::Elf};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
-use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+use vmm_sys_util::signal::{Killable, SIGRTMIN};
 use xen_domain::XenDomain;
 use xen_kvm_accel::{XenKvm, XenVcpu};
 
@@ -489,7 +488,8 @@ impl Runner {
         let (done_tx, done_rx) = mpsc::channel();
         let guest = self.guest.name;
         let user_hook = self.on_exit.map(|h| Arc::new(Mutex::new(h)));
-        install_kick_handler();
+        xen_kvm_accel::install_kick_handler(kick_signal())
+            .expect("register the vCPU kick signal handler");
         let mut threads = Vec::new();
         for (index, (mut vcpu, mut xen_vcpu)) in vcpus.into_iter().enumerate() {
             let index = index as u32;
@@ -637,16 +637,6 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn kick_signal() -> i32 {
     SIGRTMIN()
-}
-
-extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
-fn install_kick_handler() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        register_signal_handler(kick_signal(), kick_handler)
-            .expect("register the vCPU kick signal handler");
-    });
 }
 
 /// When the guest wrote to a marked port ([`Runner::mark_port`]).

@@ -304,8 +304,12 @@ fn dup_vm(kvm: &Kvm, vm: &VmFd) -> Result<VmFd, Error> {
     unsafe { kvm.create_vmfd_from_rawfd(fd) }.map_err(kvm_err("KVM_GET_VCPU_MMAP_SIZE"))
 }
 
-/// Installs the kick signal's no-op handler (again: it is the same one).
-fn install_kick_handler(signal: i32) -> Result<(), Error> {
+/// Installs the no-op handler of the kick signal `signal`, whose only
+/// effect is to interrupt `KVM_RUN`. [`XenKvmBuilder::build`] installs it
+/// for its own signal; a VMM that kicks its vCPU threads itself (to stop
+/// them, say) with the same signal may call it too: installing it again
+/// is harmless.
+pub fn install_kick_handler(signal: i32) -> Result<(), Error> {
     register_signal_handler(signal, upcall::kick_handler).map_err(|e| Error::Host {
         what: "the vCPU kick signal handler",
         source: std::io::Error::from_raw_os_error(e.errno()),
