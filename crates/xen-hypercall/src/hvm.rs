@@ -33,6 +33,9 @@
 //!   indices (everything else `-ENOSYS`), answers an unknown vCPU in
 //!   `set_evtchn_upcall_vector` with `-EINVAL` (Xen and we: `-ENOENT`) and
 //!   `pagetable_dying` with `-ENOSYS` (Xen with HAP and we: `-EINVAL`).
+//! * Reading `HVM_PARAM_STORE_PFN`, `STORE_EVTCHN`, `CONSOLE_PFN` or
+//!   `CONSOLE_EVTCHN` while the VMM set none up is `-EINVAL` (as QEMU),
+//!   where Xen answers 0: a guest trusting that 0 writes its ring to page 0.
 //! * Xen crashes a domain that sets an out-of-range `HVM_PARAM_VM86_TSS` or
 //!   `HVM_PARAM_VM86_TSS_SIZED` on itself; we only return `-EINVAL`.
 //! * Xen accepts `HVMOP_xentrace` (and drops the record without a trace
@@ -159,6 +162,15 @@ fn check_domid<M: GuestMemoryBackend>(
     Err(XenErrno::ESRCH)
 }
 
+/// The parameters a toolstack sets up for the guest's XenStore and PV
+/// console; 0 means the VMM configured none.
+fn is_toolstack_param(param: HvmParam) -> bool {
+    matches!(
+        param,
+        HvmParam::StorePfn | HvmParam::StoreEvtchn | HvmParam::ConsolePfn | HvmParam::ConsoleEvtchn
+    )
+}
+
 /// Xen's `hvm_get_param` for a parameter the guest may read.
 fn get_param(st: &DomainState, param: HvmParam) -> u64 {
     match param {
@@ -281,6 +293,14 @@ impl HvmOp {
             self.set_param(ctx, param, p.value)?;
         } else {
             p.value = get_param(&ctx.domain.lock(), param);
+            if p.value == 0 && is_toolstack_param(param) {
+                // No XenStore or console configured. Xen would answer 0,
+                // and a guest that trusts it puts its ring at page 0; QEMU
+                // and we refuse instead (Linux then leaves XenStore or hvc
+                // alone).
+                warn_limited!("vCPU {}: {op} of {param}: none configured", ctx.vcpu);
+                return Err(XenErrno::EINVAL);
+            }
             ctx.write(arg, &p)?;
         }
         Ok(0)
@@ -500,6 +520,10 @@ mod tests {
     #[test]
     fn test_hvm_param_every_index_follows_guest_access_table() {
         let (vm, _) = vm();
+        // As a VMM with a XenStore and a console sets them up.
+        for index in [1, 2, 17, 18] {
+            HvmOp::set_param_host(&vm.domain, index, 0x10 + u64::from(index)).unwrap();
+        }
         for abi in ABIS {
             for index in 0..HVM_NR_PARAMS {
                 let (want_get, want_set) = expected_access(index);
@@ -596,6 +620,24 @@ mod tests {
             assert_eq!(set(&vm, abi, DOMID_SELF, 17, 5), Err(XenErrno::EPERM));
         }
         assert_eq!(HvmOp::get_param_host(&vm.domain, 1), Some(0xfeffc));
+    }
+
+    #[test]
+    fn test_hvm_param_store_and_console_unconfigured_return_einval_not_zero() {
+        let (vm, _) = vm();
+        for abi in ABIS {
+            for index in [1, 2, 17, 18] {
+                assert_eq!(
+                    get(&vm, abi, DOMID_SELF, index),
+                    Err(XenErrno::EINVAL),
+                    "{index}"
+                );
+            }
+        }
+        // Once the VMM sets one up, it reads back.
+        HvmOp::set_param_host(&vm.domain, HvmParam::ConsolePfn.raw(), 0xfefff).unwrap();
+        assert_eq!(get(&vm, Abi::X86_64, DOMID_SELF, 17), Ok(0xfefff));
+        assert_eq!(get(&vm, Abi::X86_64, DOMID_SELF, 18), Err(XenErrno::EINVAL));
     }
 
     #[test]
