@@ -19,6 +19,7 @@
 //! | 15 | `set_timer_op` | [`sched`] |
 //! | 17 | `xen_version` | [`version`] |
 //! | 18 | `console_io` | [`console`] |
+//! | 20 | `grant_table_op` | [`gnttab`] (over `xen-gnttab`) |
 //! | 21 | `vm_assist` | [`misc`] |
 //! | 24 | `vcpu_op` | [`vcpu`] (time and runstate upkeep in [`time`]) |
 //! | 29 | `sched_op` | [`sched`] |
@@ -28,7 +29,7 @@
 //! | 7, 35, 36 | `platform_op`, `sysctl`, `domctl` | -EPERM for a domU |
 //!
 //! Everything else gets -ENOSYS with a rate-limited warning naming the
-//! hypercall; grant tables join later.
+//! hypercall.
 //!
 //! The families are the parts; the `xen-domain` crate assembles all of
 //! them, with the event channels, upcall routing and timers, into one
@@ -57,6 +58,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod env;
 pub mod evtchn;
+pub mod gnttab;
 pub mod guest;
 pub mod hvm;
 pub mod memory;
@@ -76,6 +78,7 @@ pub use dispatch::{Ctx, Dispatcher, Family};
 pub use domain::{ConfigError, Domain, DomainConfig, DomainState, StateError};
 pub use env::Env;
 pub use evtchn::EvtchnOp;
+pub use gnttab::GnttabOp;
 pub use hvm::{HvmEvents, HvmOp, callback_via};
 pub use memory::{GrantFrames, MemoryOp};
 pub use misc::VmAssist;

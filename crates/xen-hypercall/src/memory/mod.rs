@@ -62,6 +62,14 @@
 //!   (`MemoryBacking::remove`, one page less in `current_reservation`) and
 //!   moving it leaves a hole behind; QEMU overlays the page and the RAM
 //!   reappears when the overlay moves.
+//! * a grant-table frame is the guest page at its GFN and its contents go
+//!   with it: placed for the first time it is filled by the grant table's
+//!   hook ([`MemoryOp::set_grant_frame_init`]; zeros and the reserved
+//!   console/XenStore entries), moved it is copied, taken out (removed,
+//!   replaced, ballooned, covered by RAM) its page goes to the hook and
+//!   comes back when it is placed again. The `grant_table_op` family
+//!   ([`crate::gnttab`]) reads the table through [`MemoryOp`] as its
+//!   `xen_gnttab::FrameMap`.
 //!
 //! # Where this differs from Xen
 //!
@@ -85,7 +93,7 @@
 //! it calls [`MemoryBacking`](crate::env::MemoryBacking); the VMM's backing
 //! must not call back into this family.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use vm_memory::GuestMemoryBackend;
 use xen_abi::errno::XenErrno;
@@ -93,6 +101,7 @@ use xen_abi::memory::{
     E820Entry, E820Type, MEMOP_EXTENT_SHIFT, XenMapSpace, XenMemOp, split_memory_op_cmd,
 };
 use xen_abi::xen::{DOMID_SELF, DomId};
+use xen_gnttab::FrameInit;
 
 use crate::call::{Abi, HcResult, Hypercall};
 use crate::dispatch::{Ctx, Family};
@@ -100,7 +109,7 @@ use crate::domain::DomainConfig;
 use xen_abi::warn_limited;
 use xen_abi::x86::PAGE_SIZE;
 
-use p2m::{Bitmap, P2m};
+use p2m::{Bitmap, FrameHook, P2m};
 
 // One file per concern, each adding its methods to `MemoryOp`: this file
 // holds the type, its state and the decoding of the sub-op.
@@ -243,6 +252,7 @@ impl MemoryOp {
                 status: vec![None; grant.max_status_frames as usize],
                 grant_v2: false,
                 shared_info: None,
+                hook: FrameHook::default(),
             }),
         }
     }
@@ -308,6 +318,17 @@ impl MemoryOp {
             return Vec::new();
         }
         p.status.iter_mut().filter_map(Option::take).collect()
+    }
+
+    /// Installs the grant table's frame hook
+    /// (`xen_gnttab::GrantTable::frame_init`): a grant or status frame
+    /// placed for the first time gets its page from it (zeros without a
+    /// hook), and a frame taken out of the p2m (removed, replaced, or
+    /// covered by RAM) hands it its page, to get it back when placed again.
+    /// A frame moved to another GFN keeps its page (it is copied). The
+    /// hook is not part of [`State`]: install it again after a restore.
+    pub fn set_grant_frame_init(&self, hook: Arc<dyn FrameInit>) {
+        self.lock().hook = FrameHook(Some(hook));
     }
 
     /// Whether `gfn` holds domain RAM.
@@ -400,6 +421,7 @@ impl MemoryOp {
                 status: state.status_frames.clone(),
                 grant_v2: state.grant_v2,
                 shared_info: None,
+                hook: FrameHook::default(),
             }),
         })
     }

@@ -3,10 +3,24 @@
 
 //! The p2m: which GFNs hold domain RAM (a [`Bitmap`] over the GFNs that can
 //! hold RAM), where the special frames (shared_info, grant and status
-//! frames) are mapped, and [`place_special`], which maps one of them.
+//! frames) are mapped, [`place_special`], which maps one of them, and
+//! [`unhook`], which takes one out.
+//!
+//! A grant-table frame is a page of its own in Xen, whatever GFN it is
+//! mapped at; here it lives in the guest page at that GFN. So its contents
+//! travel with it: placed for the first time, the page gets what the grant
+//! table's hook ([`FrameInit::placed`]) writes (zeros without a hook);
+//! moved, the page is copied to the new GFN; taken out of the p2m, its
+//! contents go to the hook ([`FrameInit::removed`]), which hands them back
+//! when the frame is placed again.
 
-use vm_memory::GuestMemoryBackend;
+use std::sync::Arc;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use xen_abi::errno::XenErrno;
+use xen_abi::warn_limited;
+use xen_abi::x86::PAGE_SIZE;
+use xen_gnttab::{FrameInit, GrantFrame};
 
 use crate::dispatch::Ctx;
 
@@ -129,6 +143,20 @@ pub(super) enum Slot {
     Special(Special),
 }
 
+/// The grant table's frame hook, if the domain installed one.
+#[derive(Clone, Default)]
+pub(super) struct FrameHook(pub(super) Option<Arc<dyn FrameInit>>);
+
+impl std::fmt::Debug for FrameHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "FrameHook(set)"
+        } else {
+            "FrameHook(none)"
+        })
+    }
+}
+
 /// The p2m behind the lock.
 #[derive(Clone, Debug)]
 pub(super) struct P2m {
@@ -141,6 +169,8 @@ pub(super) struct P2m {
     pub(super) grant_v2: bool,
     /// Working copy of `DomainState::shared_info_gfn` during a call.
     pub(super) shared_info: Option<u64>,
+    /// Fills and keeps grant-table frames (see the module docs).
+    pub(super) hook: FrameHook,
 }
 
 impl P2m {
@@ -199,16 +229,45 @@ impl P2m {
     }
 }
 
+/// The grant-table frame a special frame is, if it is one.
+fn grant_frame(s: Special) -> Option<GrantFrame> {
+    match s {
+        Special::SharedInfo => None,
+        Special::Grant(i) => Some(GrantFrame::Shared(u32::try_from(i).ok()?)),
+        Special::Status(i) => Some(GrantFrame::Status(u32::try_from(i).ok()?)),
+    }
+}
+
+/// The page at `gfn` (zeros where there is no guest memory).
+fn read_page<M: GuestMemoryBackend>(mem: &M, gfn: u64) -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_SIZE as usize];
+    if let Some(gpa) = gfn.checked_mul(PAGE_SIZE) {
+        let _ = mem.read_slice(&mut page, GuestAddress(gpa));
+    }
+    page
+}
+
+/// Takes special frame `s` out of the p2m; a grant-table frame's contents
+/// go to the hook first.
+pub(super) fn unhook<M: GuestMemoryBackend>(ctx: &Ctx<'_, M>, p: &mut P2m, s: Special) {
+    if let (Some(frame), Some(gfn), Some(hook)) = (grant_frame(s), p.location(s), &p.hook.0) {
+        hook.removed(frame, &read_page(ctx.phys(), gfn));
+    }
+    p.set_location(s, None);
+}
+
 /// Places special frame `s` at `to`, unmapping it from where it was. RAM at
 /// `to` is freed (Xen's `guest_remove_page`), another special frame there
-/// is unhooked.
+/// is unhooked. A grant-table frame's page comes with it (see the module
+/// docs).
 pub(super) fn place_special<M: GuestMemoryBackend>(
     ctx: &Ctx<'_, M>,
     p: &mut P2m,
     s: Special,
     to: u64,
 ) -> Result<(), XenErrno> {
-    if p.location(s) == Some(to) {
+    let from = p.location(s);
+    if from == Some(to) {
         return Ok(());
     }
     match p.slot(to) {
@@ -218,8 +277,29 @@ pub(super) fn place_special<M: GuestMemoryBackend>(
             }
             p.ram.fill(to, 1, false);
         }
-        Slot::Special(other) => p.set_location(other, None),
+        Slot::Special(other) => unhook(ctx, p, other),
         Slot::Hole => {}
+    }
+    if let Some(frame) = grant_frame(s) {
+        let page = match from {
+            Some(old) => read_page(ctx.phys(), old),
+            None => {
+                let mut page = vec![0u8; PAGE_SIZE as usize];
+                if let Some(hook) = &p.hook.0 {
+                    hook.placed(frame, &mut page);
+                }
+                page
+            }
+        };
+        let written = to
+            .checked_mul(PAGE_SIZE)
+            .is_some_and(|gpa| ctx.phys().write_slice(&page, GuestAddress(gpa)).is_ok());
+        if !written {
+            warn_limited!(
+                "vCPU {}: grant frame {frame:?} placed at GFN {to:#x}, which is not guest memory",
+                ctx.vcpu
+            );
+        }
     }
     p.set_location(s, Some(to));
     Ok(())

@@ -15,7 +15,7 @@ use xen_abi::memory::{
 use xen_abi::warn_limited;
 use xen_abi::x86::PAGE_SIZE;
 
-use super::p2m::{P2m, Slot, Special, place_special};
+use super::p2m::{P2m, Slot, Special, place_special, unhook};
 use super::{MemoryOp, permission, target};
 use crate::call::{Abi, HcResult};
 use crate::dispatch::Ctx;
@@ -158,11 +158,11 @@ impl MemoryOp {
             }
             return Err(XenErrno::EBUSY);
         }
+        if let Slot::Special(s) = prev {
+            unhook(ctx, p, s);
+        }
         if ctx.phys().write_slice(&page, to_gpa).is_err() {
             warn_limited!("add_to_physmap: copying GFN {from:#x} to {to:#x} failed");
-        }
-        if let Slot::Special(s) = prev {
-            p.set_location(s, None);
         }
         p.ram.fill(from, 1, false);
         p.ram.fill(to, 1, true);
@@ -209,7 +209,7 @@ impl MemoryOp {
                 Ok(0)
             }
             Slot::Special(s) => {
-                p.set_location(s, None);
+                unhook(ctx, p, s);
                 Ok(0)
             }
         })
@@ -771,5 +771,132 @@ mod tests {
             assert_eq!(remove(&vm, abi, DOMID_SELF, G, 0), Err(XenErrno::EBUSY));
             assert!(m.is_populated(G));
         }
+    }
+
+    /// A frame hook that fills a new frame with its index + 1 and records
+    /// what it is given back.
+    #[derive(Default)]
+    struct Hook {
+        removed: std::sync::Mutex<Vec<(xen_gnttab::GrantFrame, u8)>>,
+    }
+
+    impl xen_gnttab::FrameInit for Hook {
+        fn placed(&self, frame: xen_gnttab::GrantFrame, page: &mut [u8]) {
+            let v = match frame {
+                xen_gnttab::GrantFrame::Shared(i) => i as u8 + 1,
+                xen_gnttab::GrantFrame::Status(i) => 0x80 | i as u8,
+            };
+            page.fill(v);
+        }
+        fn removed(&self, frame: xen_gnttab::GrantFrame, page: &[u8]) {
+            assert!(page.iter().all(|&b| b == page[0]));
+            self.removed.lock().unwrap().push((frame, page[0]));
+        }
+    }
+
+    /// A RAM GFN the tests place grant frames at.
+    const F: u64 = G + 0x20;
+
+    fn hooked() -> (TestVm, Arc<MemoryOp>, Arc<Hook>) {
+        let (vm, m) = setup();
+        let hook = Arc::new(Hook::default());
+        m.set_grant_frame_init(hook.clone());
+        (vm, m, hook)
+    }
+
+    #[test]
+    fn test_grant_frame_first_placement_without_hook_is_zeroed() {
+        let (vm, _m) = setup();
+        fill_page(&vm, G, 0xee);
+        assert_eq!(xatp(&vm, Abi::X86_64, XenMapSpace::GrantTable, 2, G), Ok(0));
+        assert_eq!(page(&vm, G), vec![0; PAGE_SIZE as usize]);
+        // shared_info pages are left alone.
+        fill_page(&vm, G + 1, 0xee);
+        assert_eq!(
+            xatp(&vm, Abi::X86_64, XenMapSpace::SharedInfo, 0, G + 1),
+            Ok(0)
+        );
+        assert_eq!(page(&vm, G + 1)[2100], 0xee);
+    }
+
+    #[test]
+    fn test_grant_frame_first_placement_takes_the_hook_contents() {
+        for abi in ABIS {
+            let (vm, m, hook) = hooked();
+            assert_eq!(xatp(&vm, abi, XenMapSpace::GrantTable, 2, G), Ok(0));
+            assert_eq!(page(&vm, G), vec![3; PAGE_SIZE as usize]);
+            m.set_grant_v2(true);
+            let status1 = XENMAPIDX_GRANT_TABLE_STATUS | 1;
+            assert_eq!(
+                xatp(&vm, abi, XenMapSpace::GrantTable, status1, G + 1),
+                Ok(0)
+            );
+            assert_eq!(page(&vm, G + 1), vec![0x81; PAGE_SIZE as usize]);
+            assert!(hook.removed.lock().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn test_grant_frame_moved_keeps_its_page() {
+        for abi in ABIS {
+            let (vm, _m, hook) = hooked();
+            assert_eq!(xatp(&vm, abi, XenMapSpace::GrantTable, 0, F), Ok(0));
+            fill_page(&vm, F, 0x42);
+            assert_eq!(xatp(&vm, abi, XenMapSpace::GrantTable, 0, G), Ok(0));
+            assert_eq!(page(&vm, G), vec![0x42; PAGE_SIZE as usize]);
+            // Moved again through XENMAPSPACE_gmfn (idx = its GFN).
+            assert_eq!(xatp(&vm, abi, XenMapSpace::Gmfn, G, F + 4), Ok(0));
+            assert_eq!(page(&vm, F + 4), vec![0x42; PAGE_SIZE as usize]);
+            assert!(hook.removed.lock().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn test_grant_frame_taken_out_hands_its_page_to_the_hook() {
+        let (vm, m, hook) = hooked();
+        let frame = |i| xen_gnttab::GrantFrame::Shared(i);
+        // Removed.
+        assert_eq!(xatp(&vm, Abi::X86_64, XenMapSpace::GrantTable, 0, F), Ok(0));
+        fill_page(&vm, F, 0x10);
+        assert_eq!(remove(&vm, Abi::X86_64, DOMID_SELF, F, 0), Ok(0));
+        // Replaced by another grant frame.
+        assert_eq!(xatp(&vm, Abi::X86_64, XenMapSpace::GrantTable, 1, F), Ok(0));
+        fill_page(&vm, F, 0x11);
+        assert_eq!(xatp(&vm, Abi::X86_64, XenMapSpace::GrantTable, 2, F), Ok(0));
+        // Covered by RAM moved there.
+        fill_page(&vm, F, 0x12);
+        fill_page(&vm, G, 0x99);
+        m.set_grant_v2(false);
+        let (vm2, _m2, hook2) = hooked();
+        assert_eq!(
+            xatp(&vm2, Abi::X86_64, XenMapSpace::GrantTable, 3, G + 1),
+            Ok(0)
+        );
+        fill_page(&vm2, G + 1, 0x13);
+        fill_page(&vm2, G, 0x99);
+        assert_eq!(xatp(&vm2, Abi::X86_64, XenMapSpace::Gmfn, G, G + 1), Ok(0));
+        assert_eq!(page(&vm2, G + 1), vec![0x99; PAGE_SIZE as usize]);
+        // Ballooned out, and populated over.
+        assert_eq!(
+            xatp(&vm2, Abi::X86_64, XenMapSpace::GrantTable, 4, G + 2),
+            Ok(0)
+        );
+        fill_page(&vm2, G + 2, 0x14);
+        assert_eq!(decrease(&vm2, Abi::X86_64, &[G + 2]), Ok(1));
+        assert_eq!(
+            xatp(&vm2, Abi::X86_64, XenMapSpace::GrantTable, 5, G + 3),
+            Ok(0)
+        );
+        fill_page(&vm2, G + 3, 0x15);
+        assert_eq!(populate(&vm2, Abi::X86_64, &[G + 3]), Ok(1));
+        assert_eq!(
+            *hook.removed.lock().unwrap(),
+            vec![(frame(0), 0x10), (frame(1), 0x11)]
+        );
+        assert_eq!(
+            *hook2.removed.lock().unwrap(),
+            vec![(frame(3), 0x13), (frame(4), 0x14), (frame(5), 0x15)]
+        );
+        let _ = vm;
     }
 }

@@ -11,7 +11,7 @@ use xen_abi::memory::{XenMemOp, XenMemf, XenMemoryReservation, XenMemoryReservat
 use xen_abi::warn_limited;
 use xen_abi::x86::PAGE_SIZE;
 
-use super::p2m::P2m;
+use super::p2m::{P2m, unhook};
 use super::{
     MAX_EXTENT_ORDER, MAX_EXTENTS_PER_CALL, MAX_NR_EXTENTS, MAX_PAGES_PER_CALL, MemoryOp,
     read_word, target,
@@ -126,7 +126,7 @@ impl MemoryOp {
         let mut g = gfn;
         while g < end {
             if let Some(&(_, s)) = specials.iter().find(|(sg, _)| *sg == g) {
-                p.set_location(s, None);
+                unhook(ctx, p, s);
                 g += 1;
                 continue;
             }
@@ -202,7 +202,7 @@ impl MemoryOp {
             }
         }
         for (_, s) in p.specials_in(gfn, end) {
-            p.set_location(s, None);
+            unhook(ctx, p, s);
         }
         p.unmapped += p.ram.count(gfn, n);
         p.ram.fill(gfn, n, true);
