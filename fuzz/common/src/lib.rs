@@ -12,15 +12,19 @@
 mod abi_decode;
 mod cpuid_apply;
 mod evtchn_ops;
+mod gnttab_ops;
 mod hypercall_dispatch;
 mod platform_pio;
 pub mod replay;
+mod xenstore_ring;
 
 pub use abi_decode::abi_decode;
 pub use cpuid_apply::cpuid_apply;
 pub use evtchn_ops::evtchn_ops;
+pub use gnttab_ops::gnttab_ops;
 pub use hypercall_dispatch::hypercall_dispatch;
 pub use platform_pio::platform_pio;
+pub use xenstore_ring::xenstore_ring;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,8 @@ fn targets() -> Vec<Target> {
         ("hypercall_dispatch", hypercall_dispatch, dispatch_seed),
         ("platform_pio", platform_pio, platform_seed),
         ("evtchn_ops", evtchn_ops, evtchn_seed),
+        ("gnttab_ops", gnttab_ops, gnttab_seed),
+        ("xenstore_ring", xenstore_ring, xenstore_seed),
     ]
 }
 
@@ -44,6 +46,16 @@ fn dispatch_seed(n: u64) -> Vec<u8> {
 /// An `evtchn_ops` seed: random bytes.
 fn evtchn_seed(n: u64) -> Vec<u8> {
     Rng::new(n + 2000).bytes(2048)
+}
+
+/// A `xenstore_ring` seed: random bytes.
+fn xenstore_seed(n: u64) -> Vec<u8> {
+    Rng::new(n + 4000).bytes(2048)
+}
+
+/// A `gnttab_ops` seed: random bytes.
+fn gnttab_seed(n: u64) -> Vec<u8> {
+    Rng::new(n + 5000).bytes(2048)
 }
 
 /// A `platform_pio` seed: random bytes.
@@ -104,9 +116,25 @@ fn test_cpuid_apply_random_inputs_run_clean() {
 }
 
 #[test]
+fn test_gnttab_ops_random_inputs_run_clean() {
+    let mut rng = Rng::new(13);
+    for n in 0..1000 {
+        gnttab_ops(&gnttab_seed(n ^ rng.next_u64()));
+    }
+}
+
+#[test]
 fn test_evtchn_ops_random_inputs_run_clean() {
     let mut rng = Rng::new(7);
     for n in 0..2000 {
         evtchn_ops(&evtchn_seed(n ^ rng.next_u64()));
+    }
+}
+
+#[test]
+fn test_xenstore_ring_random_inputs_run_clean() {
+    let mut rng = Rng::new(11);
+    for n in 0..500 {
+        xenstore_ring(&xenstore_seed(n ^ rng.next_u64()));
     }
 }
