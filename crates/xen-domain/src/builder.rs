@@ -17,8 +17,12 @@ use xen_hypercall::{
 };
 use xen_platform_pci::{NoEvents, PlatformDevice, PlatformEvents};
 
+use xen_gnttab::{FrameMap, GrantTable};
+use xen_hypercall::GnttabOp;
+
 use crate::block::BlockingEvents;
 use crate::delivery::{Delivery, NoInjector, PciIntxRouting, UpcallInjector, UpcallVectorEvents};
+use crate::pv::{ConsoleSetup, Pv, PvParts, StoreSetup};
 use crate::state::{State, StateError};
 use crate::timers::TimerfdTimers;
 use crate::{Blocker, Error, TraceFn, XenDomain};
@@ -42,6 +46,8 @@ pub struct XenDomainBuilder<M> {
     platform_events: Arc<dyn PlatformEvents + Send + Sync>,
     version: XenVersionOp,
     trace: Option<TraceFn>,
+    store: Option<StoreSetup>,
+    pv_console: Option<ConsoleSetup>,
 }
 
 impl<M> std::fmt::Debug for XenDomainBuilder<M> {
@@ -73,6 +79,8 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomainBuilder<M> 
             platform_events: Arc::new(NoEvents),
             version: XenVersionOp::new(),
             trace: None,
+            store: None,
+            pv_console: None,
         }
     }
 
@@ -164,7 +172,29 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomainBuilder<M> 
         self
     }
 
-    /// Builds the domain: every vCPU up, nothing registered, no port bound.
+    /// Gives the domain a XenStore, as a toolstack does: the ring on page
+    /// `setup.gfn` (`HVM_PARAM_STORE_PFN`), an event channel
+    /// (`HVM_PARAM_STORE_EVTCHN`, the guest's first port), grant ref 1,
+    /// and the domain's tree (`/local/domain/<domid>/...`). Without it the
+    /// guest finds no XenStore (both parameters -EINVAL).
+    pub fn xenstore(mut self, setup: StoreSetup) -> Self {
+        self.store = Some(setup);
+        self
+    }
+
+    /// Gives the domain a primary PV console (Linux's `hvc0`): the ring on
+    /// page `setup.gfn` (`HVM_PARAM_CONSOLE_PFN`), an event channel
+    /// (`HVM_PARAM_CONSOLE_EVTCHN`), grant ref 0 and, with a XenStore, its
+    /// `console/` keys; the guest's output goes to `setup.writer`
+    /// ([`XenDomain::pv_console`] takes input). Without it both parameters
+    /// are -EINVAL.
+    pub fn pv_console(mut self, setup: ConsoleSetup) -> Self {
+        self.pv_console = Some(setup);
+        self
+    }
+
+    /// Builds the domain: every vCPU up, nothing registered, and only the
+    /// toolstack's ports bound (XenStore, console).
     pub fn build(self) -> Result<XenDomain<M>, Error> {
         self.assemble(None)
     }
@@ -231,6 +261,14 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomainBuilder<M> 
             Some(s) => MemoryOp::from_state(&s.memory).map_err(StateError::from)?,
             None => MemoryOp::new(&config, config.grant_frames()),
         });
+        let gnttab_config = config.gnttab();
+        let frames: Arc<dyn FrameMap> = memory_op.clone();
+        let gnttab = Arc::new(match state {
+            Some(s) => GrantTable::from_state(gnttab_config, frames, &s.gnttab)
+                .map_err(StateError::from)?,
+            None => GrantTable::new(gnttab_config, frames)?,
+        });
+        memory_op.set_grant_frame_init(gnttab.frame_init());
         let physdev = Arc::new(PhysdevOp::new(channels.clone()));
         let sched = Arc::new(SchedOp::new(channels.clone()));
         let vcpu_op = Arc::new(VcpuOp::new());
@@ -254,6 +292,22 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomainBuilder<M> 
             Arc::new(EvtchnOp::new(channels.clone())),
         );
         dispatcher.register(HypercallNr::PhysdevOp, physdev.clone());
+        dispatcher.register(
+            HypercallNr::GrantTableOp,
+            Arc::new(GnttabOp::new(gnttab.clone())),
+        );
+        let pv = Pv::assemble(
+            PvParts {
+                config: &config,
+                mem: &self.mem,
+                core: &core,
+                channels: &channels,
+                gnttab: &gnttab,
+            },
+            self.store,
+            self.pv_console,
+            state.map(|s| &s.pv),
+        )?;
 
         let platform = match state {
             Some(s) => {
@@ -268,6 +322,8 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomainBuilder<M> 
             dispatcher,
             channels,
             memory_op,
+            gnttab,
+            pv,
             physdev,
             sched,
             runstates,

@@ -19,7 +19,12 @@ use xen_hypercall::{
 };
 use xen_platform_pci::{PlatformDevice, PlatformEvents};
 
+use xen_console::PvConsole;
+use xen_gnttab::GrantTable;
+use xen_store::{Client, GuestConnection, Store};
+
 use crate::delivery::{self, Delivery, PciIntxRouting, UpcallRoute};
+use crate::pv::Pv;
 use crate::timers::{TimerEvents, TimerKind, TimerfdTimers};
 use crate::{Blocker, XenDomainBuilder};
 
@@ -44,6 +49,8 @@ pub struct XenDomain<M: GuestMemoryBackend> {
     pub(crate) dispatcher: Dispatcher<M>,
     pub(crate) channels: Arc<EventChannels>,
     pub(crate) memory_op: Arc<MemoryOp>,
+    pub(crate) gnttab: Arc<GrantTable>,
+    pub(crate) pv: Pv<M>,
     pub(crate) physdev: Arc<PhysdevOp>,
     pub(crate) sched: Arc<SchedOp>,
     pub(crate) runstates: Arc<Runstates>,
@@ -146,6 +153,48 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomain<M> {
     /// The p2m (`memory_op`): populated RAM, reservations, grant frames.
     pub fn memory_op(&self) -> &Arc<MemoryOp> {
         &self.memory_op
+    }
+
+    /// The grant table (back ends map the guest's grants through it).
+    pub fn grant_table(&self) -> &Arc<GrantTable> {
+        &self.gnttab
+    }
+
+    /// The XenStore, if the domain has one
+    /// ([`XenDomainBuilder::xenstore`]).
+    pub fn xenstore(&self) -> Option<&Arc<Store>> {
+        self.pv.store.as_ref().map(|s| &s.store)
+    }
+
+    /// A XenStore client with the back-end domain's rights (domain 0:
+    /// every node, no quota), for back ends and the VMM's monitor.
+    pub fn store_client(&self) -> Option<Client> {
+        self.xenstore().map(|s| s.client())
+    }
+
+    /// The guest's XenStore ring connection, if any.
+    pub fn store_connection(&self) -> Option<&Arc<GuestConnection<Arc<M>>>> {
+        self.pv.store.as_ref().map(|s| &s.conn)
+    }
+
+    /// The primary PV console, if the domain has one
+    /// ([`XenDomainBuilder::pv_console`]): input goes in with
+    /// [`PvConsole::input`], counters come out.
+    pub fn pv_console(&self) -> Option<&Arc<PvConsole<M>>> {
+        self.pv.console.as_ref().map(|c| &c.console)
+    }
+
+    /// Asks the guest to shut down the way a toolstack does (`xl
+    /// shutdown`/`reboot`): writes `command` (`poweroff`, `reboot`,
+    /// `suspend`, `halt`, ...) to `control/shutdown`, which the guest
+    /// watches. Without a XenStore -ENODEV.
+    pub fn request_shutdown(&self, command: &str) -> Result<(), XenErrno> {
+        let client = self.store_client().ok_or(XenErrno::ENODEV)?;
+        let path = format!(
+            "{}/control/shutdown",
+            Client::domain_path(self.core.config().domid)
+        );
+        client.write(&path, command)
     }
 
     /// The PIRQ table (`physdev_op`), for a VMM that routes GSIs or MSIs

@@ -71,6 +71,7 @@ mod block;
 mod builder;
 mod delivery;
 mod domain;
+mod pv;
 mod state;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
@@ -80,6 +81,7 @@ pub use block::{Blocker, MAX_WAIT};
 pub use builder::XenDomainBuilder;
 pub use delivery::{NoInjector, PciIntxRouting, UpcallInjector, UpcallRoute};
 pub use domain::{Platform, Subscriber, TraceFn, XenDomain};
+pub use pv::{ConsoleSetup, ConsoleState, PvState, StoreSetup, StoreState};
 pub use state::{STATE_VERSION, State, StateError};
 pub use timers::{TimerEvents, TimerKind, TimerfdTimers};
 pub use xen_hypercall::{ConfigError, DomainConfig};
@@ -96,6 +98,20 @@ pub enum Error {
     /// A saved state does not fit.
     #[error("Cannot restore the domain")]
     State(#[from] StateError),
+    /// The grant table refused its configuration.
+    #[error("Cannot create the grant table")]
+    Gnttab(#[from] xen_gnttab::Error),
+    /// The XenStore could not be set up.
+    #[error("Cannot set up the XenStore")]
+    Store(#[from] xen_store::Error),
+    /// A toolstack device (XenStore, console) could not be set up.
+    #[error("Cannot set up {what}: {why}")]
+    Pv {
+        /// What was being set up.
+        what: &'static str,
+        /// Why it failed.
+        why: String,
+    },
     /// A host facility (a timerfd) could not be set up.
     #[error("Setting up {what} failed")]
     Host {

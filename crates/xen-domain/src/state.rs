@@ -21,10 +21,11 @@ use xen_hypercall::time::VcpuRunstate;
 use xen_hypercall::{DomainConfig, DomainState, memory, physdev, sched};
 
 use crate::XenDomain;
+use crate::pv::PvState;
 
 /// Layout version of [`State`]; bumped on every incompatible change, and
 /// checked on restore.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// Everything of a domain a guest can see, outside guest memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +49,11 @@ pub struct State {
     pub runstates: Vec<VcpuRunstate>,
     /// The Xen platform PCI device.
     pub platform: xen_platform_pci::State,
+    /// The grant table: version, size, reserved entries, frames the guest
+    /// removed.
+    pub gnttab: xen_gnttab::State,
+    /// The XenStore and the primary console.
+    pub pv: PvState,
 }
 
 /// Why a [`State`] cannot be restored.
@@ -74,6 +80,12 @@ pub enum StateError {
     /// The PIRQ table is invalid.
     #[error("The physdev state is invalid")]
     Physdev(#[from] physdev::StateError),
+    /// The grant table's state is invalid.
+    #[error("The grant-table state is invalid")]
+    Gnttab(#[from] xen_gnttab::Error),
+    /// The XenStore's state is invalid.
+    #[error("The XenStore state is invalid")]
+    Store(#[from] xen_store::Error),
     /// The platform device's state is invalid.
     #[error("The platform device state is invalid")]
     Platform(#[from] xen_platform_pci::Error),
@@ -134,6 +146,8 @@ impl<M: GuestMemoryBackend + Clone + Send + Sync + 'static> XenDomain<M> {
             sched: self.sched.state(),
             runstates: self.runstates.snapshot(),
             platform: self.lock_platform().state(),
+            gnttab: self.gnttab.state(),
+            pv: self.pv.state(),
         }
     }
 

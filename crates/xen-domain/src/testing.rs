@@ -20,6 +20,31 @@ use crate::{Error, State, UpcallInjector, UpcallRoute, XenDomain, XenDomainBuild
 /// Guest memory of a [`TestDomain`].
 pub type Mem = GuestMemoryMmap<()>;
 
+/// A writer whose bytes a test reads back: a console's output.
+#[derive(Clone, Debug, Default)]
+pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    /// Everything written so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Records every injection, in order.
 #[derive(Debug, Default)]
 pub struct RecordingInjector {
@@ -77,6 +102,16 @@ impl TestDomain {
     /// starts zeroed: copy the saved domain's RAM in with
     /// [`TestDomain::copy_memory_from`]).
     pub fn with(config: DomainConfig, state: Option<&State>) -> Result<Self, Error> {
+        Self::with_steps(config, state, |b| b)
+    }
+
+    /// Like [`TestDomain::with`], with `step` adding to the builder (a
+    /// XenStore, a console, ...) after the test services.
+    pub fn with_steps(
+        config: DomainConfig,
+        state: Option<&State>,
+        step: impl FnOnce(XenDomainBuilder<Mem>) -> XenDomainBuilder<Mem>,
+    ) -> Result<Self, Error> {
         let mem =
             Mem::from_ranges(&[(GuestAddress(0), RAM_SIZE as usize)]).expect("test guest memory");
         let clock = Arc::new(ManualClock::default());
@@ -90,6 +125,7 @@ impl TestDomain {
             .memory_backing(rec.clone())
             .injector(injector.clone())
             .park_blocked_vcpus(false);
+        let b = step(b);
         let domain = match state {
             Some(s) => b.restore(s)?,
             None => b.build()?,

@@ -36,7 +36,7 @@ fn storm(path: PathChoice, seed: u32) {
     let o = runner.run().unwrap();
     println!("{}", o.console);
     println!(
-        "storm {path:?} (seed {seed}): {} hypercall exits to the VMM in {:?}",
+        "storm {path:?} (seed {seed}, XEN_STORM_SEED to replay): {} hypercall exits to the VMM in {:?}",
         o.exits.xen, o.wall
     );
     o.assert_status(0);
@@ -66,10 +66,16 @@ fn test_guest_storm_of_random_hypercalls() {
     if !kvm_available("test_guest_storm_of_random_hypercalls") {
         return;
     }
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    // XEN_STORM_SEED replays a failed run's seed (printed with it).
+    let seed = std::env::var("XEN_STORM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        });
     storm(PathChoice::User, seed);
     if caps().kernel_path() {
         storm(PathChoice::Kernel, seed);

@@ -19,6 +19,7 @@
 
 use core::arch::{asm, global_asm};
 
+pub mod pv;
 pub mod xen;
 
 /// Port whose bytes form the guest's console (Xen's HVM debug port).

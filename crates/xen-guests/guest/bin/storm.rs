@@ -13,8 +13,12 @@
 //! code, stack or page tables (only the scratch area, page 0, which the
 //! guest does not use, or beyond RAM), and the scratch area holds words
 //! with bit 31 set, so a frame number or pointer read from an argument
-//! structure is always beyond RAM. Interrupts stay off. Prints the count
-//! of successes, of errors with a Xen errno, and of anything else.
+//! structure is always beyond RAM. The structures of calls that write to
+//! frames they name (grant copies, grant-table frames placed, multicalls)
+//! are re-written with such words right before the call, since what
+//! earlier calls wrote back there could name the guest's own pages.
+//! Interrupts stay off. Prints the count of successes, of errors with a
+//! Xen errno, and of anything else.
 
 #![no_std]
 #![no_main]
@@ -61,6 +65,38 @@ fn scribble(rng: &mut Rng, words: u64) {
     }
 }
 
+/// Calls that name guest frames in their structures and write to them
+/// (a grant copy to a frame, a grant-table frame placed at one, a
+/// multicall that may make either) read those structures from words that
+/// only this guest wrote, all with bit 31 set: what earlier calls wrote
+/// back (small handles, zeros, ports) could otherwise name one of the
+/// guest's own pages, and Xen would write there too. Their arrays are
+/// kept within the fresh words.
+fn fresh_frames(rng: &mut Rng, nr: u32, a: &mut [u64; 5]) {
+    const WORDS: u64 = 48;
+    let (ptr, count) = match (nr, a[0]) {
+        (20, 5) => (1, Some(2)),   // grant_table_op(copy, uop, count)
+        (12, 7 | 23) => (1, None), // memory_op(add_to_physmap(_batch), arg)
+        (13, _) => (0, Some(1)),   // multicall(list, count)
+        _ => return,
+    };
+    if let Some(c) = count {
+        a[c] %= 4;
+    }
+    let p = a[ptr];
+    let at = if p < 4096 - WORDS * 4 || (SCRATCH..SCRATCH + SCRATCH_LEN - WORDS * 4).contains(&p) {
+        p
+    } else {
+        return;
+    };
+    for w in 0..WORDS {
+        let v = (rng.next() as u32) | 0x8000_0000;
+        // SAFETY: page 0 and the scratch area are guest RAM that nothing
+        // else uses.
+        unsafe { core::ptr::write_unaligned((at + 4 * w) as *mut u32, v) };
+    }
+}
+
 /// An argument register's value.
 fn argument(rng: &mut Rng) -> u64 {
     match rng.below(8) {
@@ -102,7 +138,8 @@ fn main(start: Start) -> u32 {
         } else {
             rng.next()
         };
-        let a = [cmd, argument(&mut rng), argument(&mut rng), argument(&mut rng), argument(&mut rng)];
+        let mut a = [cmd, argument(&mut rng), argument(&mut rng), argument(&mut rng), argument(&mut rng)];
+        fresh_frames(&mut rng, nr, &mut a);
         let r = if rng.below(4) == 0 {
             hypercall32(nr, a.map(|v| v as u32))
         } else {
