@@ -12,6 +12,9 @@
 //! | [`cpuid`] | `xen-cpuid` | the Xen CPUID leaves, applied to a KVM `CpuId` |
 //! | [`hypercall`] | `xen-hypercall` | calling conventions, pages, guest pointers, dispatcher, domU hypercalls |
 //! | [`evtchn`] | `xen-evtchn` | event channels: ports, 2-level and FIFO delivery, back ends |
+//! | [`gnttab`] | `xen-gnttab` | grant tables v1 and v2 in guest frames, and the back ends' side |
+//! | [`store`] | `xen-store` | a XenStore server: tree, permissions, transactions, watches, quotas, the ring |
+//! | [`console`] | `xen-console` | the primary PV console's back end |
 //! | [`platform`] | `xen-platform-pci` | the Xen platform PCI device |
 //! | [`domain`] | `xen-domain` | one Xen domain assembled from one `DomainConfig`, and its state |
 //! | [`kvm`] | `xen-kvm-accel` | a domain on a KVM VM: both hypercall paths, upcall injection, vCPUs |
@@ -21,9 +24,12 @@
 #![deny(missing_docs)]
 
 pub use xen_abi as abi;
+pub use xen_console as console;
 pub use xen_cpuid as cpuid;
 pub use xen_domain as domain;
 pub use xen_evtchn as evtchn;
+pub use xen_gnttab as gnttab;
 pub use xen_hypercall as hypercall;
 pub use xen_kvm_accel as kvm;
 pub use xen_platform_pci as platform;
+pub use xen_store as store;

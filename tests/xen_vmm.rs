@@ -89,7 +89,7 @@ fn temp(name: &str, bytes: &[u8]) -> PathBuf {
 fn assert_flow(r: &Run, vcpus: u32) {
     r.expect(0, "the guest powered off");
     let mut at = 0;
-    for step in 1..=14 {
+    for step in 1..=17 {
         let tag = format!("flow: [{step}]");
         let found = r.stdout[at..]
             .find(&tag)
@@ -118,6 +118,11 @@ fn test_default_flow_one_vcpu() {
         "took the upcall",
         "PV timer fired on VIRQ_TIMER",
         "wall clock 20",
+        "grant table v1, 1 of 64 frames",
+        "ref 1 (XenStore): flags 1 domain 0 GFN feffc",
+        "XenStore at GFN feffc port 1: home /local/domain/1, domid 1",
+        "watch fired on data/flow-watch",
+        "PV console at GFN fefff port 2: this line came through its ring",
     ] {
         assert!(r.stdout.contains(needle), "{needle}:\n{}", r.stdout);
     }
@@ -191,7 +196,7 @@ fn test_elf32_x86_64_through_pvh_note() {
     let elf = temp("flow32.elf", &elf32_x86_64(guests::FLOW.elf));
     let r = run(&["--elf", elf.to_str().unwrap(), "--memory", "64M"]);
     assert_flow(&r, 1);
-    assert!(r.stdout.contains("flow: [14] done"), "{}", r.stdout);
+    assert!(r.stdout.contains("flow: [17] done"), "{}", r.stdout);
     assert!(r.stdout.contains("booting PVH entry"), "{}", r.stdout);
 }
 
@@ -298,63 +303,188 @@ fn test_kernel_path_refused_without_kernel_xen() {
     run(&["--accel", "kernel"]).expect(1, "KVM_CAP_XEN_HVM");
 }
 
+/// A running VMM with its monitor connected.
+struct Monitored {
+    child: std::process::Child,
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+    sock: PathBuf,
+    deadline: Instant,
+}
+
+impl Monitored {
+    fn start(name: &str, args: &[&str]) -> Self {
+        let sock = std::env::temp_dir().join(format!("xen-vmm-{name}-{}.sock", std::process::id()));
+        let child = Command::new(vmm())
+            .args(args)
+            .args(["--timeout", "60", "--monitor"])
+            .arg(&sock)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match UnixStream::connect(&sock) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("monitor socket: {e}"),
+            }
+        };
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Self {
+            child,
+            stream,
+            reader,
+            sock,
+            deadline,
+        }
+    }
+
+    /// Sends `cmd`; its reply (up to the `end` line for multi-line ones).
+    fn ask_until(&mut self, cmd: &str, end: impl Fn(&str) -> bool) -> String {
+        writeln!(&self.stream, "{cmd}").unwrap();
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "monitor closed"
+            );
+            reply += &line;
+            if end(&line) {
+                return reply;
+            }
+        }
+    }
+
+    fn ask(&mut self, cmd: &str) -> String {
+        self.ask_until(cmd, |_| true)
+    }
+
+    /// Asks `cmd` until its reply contains `want` (the guest gets there).
+    fn ask_for(&mut self, cmd: &str, want: &str) -> String {
+        loop {
+            let r = self.ask(cmd);
+            if r.contains(want) || Instant::now() > self.deadline {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn finish(self) -> Run {
+        drop(self.stream);
+        let out = self.child.wait_with_output().unwrap();
+        assert!(!self.sock.exists(), "the socket is removed at exit");
+        Run {
+            status: out.status.code().expect("an exit status"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 #[test]
 fn test_monitor_lists_and_injects_events() {
     if !kvm_available("test_monitor_lists_and_injects_events") {
         return;
     }
-    let sock = std::env::temp_dir().join(format!("xen-vmm-mon-{}.sock", std::process::id()));
-    let child = Command::new(vmm())
-        .args(["--cmdline", "hang", "--timeout", "60", "--monitor"])
-        .arg(&sock)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stream = loop {
-        match UnixStream::connect(&sock) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("monitor socket: {e}"),
-        }
-    };
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut ask = |cmd: &str| -> String {
-        writeln!(&stream, "{cmd}").unwrap();
-        let mut reply = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "monitor closed");
-            reply += &line;
-            if !cmd.starts_with("evtchn-list") || line.contains("port(s)") {
-                return reply;
-            }
-        }
-    };
-    // The guest binds an IPI and VIRQ_TIMER, then hangs.
+    let mut m = Monitored::start("events", &["--cmdline", "hang"]);
+    let deadline = m.deadline;
+    // The toolstack's XenStore and console ports, then the guest's IPI
+    // and VIRQ_TIMER; then it hangs.
     let list = loop {
-        let l = ask("evtchn-list");
-        if l.contains("2 port(s)") || Instant::now() > deadline {
+        let l = m.ask_until("evtchn-list", |l| l.contains("port(s)"));
+        if l.contains("4 port(s)") || Instant::now() > deadline {
             break l;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(list.contains("port 1: Ipi"), "{list}");
-    assert!(list.contains("port 2: Virq"), "{list}");
-    assert_eq!(ask("evtchn-inject 1").trim(), "ok");
-    assert!(ask("evtchn-inject 77").starts_with("error: port 77"));
-    assert!(ask("evtchn-inject x").starts_with("error: x is not a port"));
-    assert!(ask("info").contains("vcpus 1"));
-    assert!(ask("frobnicate").starts_with("error: unknown command"));
-    assert_eq!(ask("quit").trim(), "ok");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert!(list.contains("port 1: Backend"), "{list}");
+    assert!(list.contains("port 2: Backend"), "{list}");
+    assert!(list.contains("port 3: Ipi"), "{list}");
+    assert!(list.contains("port 4: Virq"), "{list}");
+    assert_eq!(m.ask("evtchn-inject 3").trim(), "ok");
+    assert!(m.ask("evtchn-inject 77").starts_with("error: port 77"));
+    assert!(
+        m.ask("evtchn-inject x")
+            .starts_with("error: x is not a port")
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped by the monitor"));
-    assert!(!sock.exists(), "the socket is removed at exit");
+    assert!(m.ask("info").contains("vcpus 1"));
+    assert!(m.ask("frobnicate").starts_with("error: unknown command"));
+    assert_eq!(m.ask("quit").trim(), "ok");
+    m.finish().expect(0, "stopped by the monitor");
+}
+
+#[test]
+fn test_monitor_reads_and_writes_xenstore() {
+    if !kvm_available("test_monitor_reads_and_writes_xenstore") {
+        return;
+    }
+    let mut m = Monitored::start("xenstore", &["--cmdline", "hang"]);
+    // The guest's own write, seen from the host.
+    assert_eq!(m.ask_for("xenstore-read data/flow", "1").trim(), "1");
+    assert_eq!(m.ask("xenstore-read domid").trim(), "1");
+    assert_eq!(
+        m.ask("xenstore-read /local/domain/1/name").trim(),
+        "xen-vmm-guest"
+    );
+    assert_eq!(m.ask("xenstore-write data/note two words").trim(), "ok");
+    assert_eq!(m.ask("xenstore-read data/note").trim(), "two words");
+    assert_eq!(m.ask("xenstore-rm data/note").trim(), "ok");
+    assert_eq!(m.ask("xenstore-read data/note").trim(), "error: ENOENT");
+    let ls = m.ask_until("xenstore-ls console", |l| l.starts_with("port"));
+    assert!(ls.contains("ring-ref = \"1044479\""), "{ls}");
+    assert!(m.ask("xenstore-read").starts_with("error: usage"));
+    // An empty value is an empty reply line.
+    assert_eq!(m.ask("xenstore-read control/shutdown"), "\n");
+    assert_eq!(m.ask("quit").trim(), "ok");
+    m.finish().expect(0, "stopped by the monitor");
+}
+
+#[test]
+fn test_monitor_shutdown_asks_the_guest_through_xenstore() {
+    if !kvm_available("test_monitor_shutdown_asks_the_guest_through_xenstore") {
+        return;
+    }
+    for (how, status, said) in [
+        ("poweroff", 0, "the guest powered off"),
+        ("reboot", 5, "reason SHUTDOWN_reboot"),
+    ] {
+        let mut m = Monitored::start(how, &["--cmdline", "await-shutdown"]);
+        // As xl does: only once the guest said it handles requests.
+        let offered = m.ask_for("xenstore-read control/feature-poweroff", "1");
+        assert_eq!(offered.trim(), "1");
+        // The guest may power off before the reply is written.
+        writeln!(&m.stream, "shutdown {how}").unwrap();
+        let r = m.finish();
+        r.expect(status, said);
+        assert!(
+            r.stdout
+                .contains(&format!("flow: control/shutdown says {how}")),
+            "{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn test_console_choice_serial_and_none_have_no_pv_console() {
+    if !kvm_available("test_console_choice_serial_and_none_have_no_pv_console") {
+        return;
+    }
+    for choice in ["serial", "none"] {
+        let r = run(&["--console", choice]);
+        assert_flow(&r, 1);
+        // HVM_PARAM_CONSOLE_PFN is -EINVAL, never a success with page 0.
+        assert!(
+            r.stdout
+                .contains("flow: [16] no PV console (HVM_PARAM_CONSOLE_PFN: -22)"),
+            "{}",
+            r.stdout
+        );
+    }
 }

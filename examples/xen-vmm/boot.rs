@@ -34,6 +34,12 @@ pub(crate) const PLATFORM_BAR1_SIZE: u64 = 16 << 20;
 pub(crate) const PLATFORM_BAR0: u16 = 0xc000;
 /// Xen's eight special pages (console, XenStore, ...), GFN 0xfeff8.
 pub(crate) const SPECIAL_PAGES: u64 = 0xfeff_8000;
+/// The XenStore ring's page: Xen's fifth special page (libxc's
+/// `SPECIALPAGE_XENSTORE`).
+pub(crate) const STORE_GFN: u64 = (SPECIAL_PAGES >> 12) + 4;
+/// The PV console ring's page: Xen's last special page
+/// (`SPECIALPAGE_CONSOLE`).
+pub(crate) const CONSOLE_GFN: u64 = (SPECIAL_PAGES >> 12) + 7;
 
 /// `hvm_start_info` (PVH) or `boot_params` (bzImage), its memory map and
 /// module list, and the command line.

@@ -53,7 +53,7 @@ impl Trigger for IrqFd {
 
 /// vm-superio's 16550 on the bus, one byte per access (`IoManager`
 /// never passes an empty one).
-struct SerialPort(Serial<IrqFd, NoEvents, std::io::Stdout>);
+struct SerialPort(Serial<IrqFd, NoEvents, Box<dyn std::io::Write + Send>>);
 
 impl MutDevicePio for SerialPort {
     fn pio_read(&mut self, _: PioAddress, offset: Offset, data: &mut [u8]) {
@@ -177,9 +177,15 @@ impl Bus {
         stop: Stopper,
         platform: Option<Arc<Platform>>,
         trace: bool,
+        serial_out: bool,
     ) -> Result<Self> {
         let mut io = IoManager::new();
-        let serial = SerialPort(Serial::new(IrqFd(irq), std::io::stdout()));
+        let out: Box<dyn std::io::Write + Send> = if serial_out {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::io::sink())
+        };
+        let serial = SerialPort(Serial::new(IrqFd(irq), out));
         io.register_pio(range(0x3f8, 8)?, Arc::new(Mutex::new(serial)))?;
         io.register_pio(range(0x70, 2)?, Arc::new(Mutex::new(Cmos::new())))?;
         let debug = Arc::new(DebugPorts(stop));
@@ -307,7 +313,14 @@ mod tests {
         let events = Arc::new(xen_platform_pci::NoEvents);
         let platform = xen_platform_pci::PlatformDevice::new(Default::default(), events as _);
         let platform = Some(Arc::new(Mutex::new(platform)));
-        let b = Bus::new(EventFd::new(0).unwrap(), stop.clone(), platform, false).unwrap();
+        let b = Bus::new(
+            EventFd::new(0).unwrap(),
+            stop.clone(),
+            platform,
+            false,
+            true,
+        )
+        .unwrap();
         assert_eq!(cfg(&b, 0, 0, None), 0x1237_8086);
         assert_eq!(cfg(&b, PLATFORM_SLOT, 0, None), 0x0001_5853);
         assert_eq!(cfg(&b, PLATFORM_SLOT, 0x14, None), PLATFORM_BAR1 as u32 | 8);

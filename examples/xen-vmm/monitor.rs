@@ -2,7 +2,10 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! The monitor: line commands on a Unix socket (`--monitor PATH`), like
-//! QEMU's `xen-event-list` and `xen-event-inject`.
+//! QEMU's `xen-event-list` and `xen-event-inject`, plus the XenStore
+//! commands of a Xen toolstack (`xenstore-ls`, `-read`, `-write`, `-rm`)
+//! and `shutdown`, which asks the guest through `control/shutdown` as
+//! `xl shutdown` does.
 //!
 //! ```text
 //! $ socat - UNIX-CONNECT:/tmp/xen-vmm.sock
@@ -11,6 +14,10 @@
 //! port 2: Virq { virq: 0 } vcpu 0 pending 0 masked 0 priority 7
 //! 2 port(s)
 //! evtchn-inject 2
+//! ok
+//! xenstore-read domid
+//! 1
+//! shutdown poweroff
 //! ok
 //! ```
 
@@ -23,11 +30,15 @@ use std::thread;
 use anyhow::{Context, Result};
 use vm_memory::GuestMemoryMmap;
 use xen_domain::XenDomain;
+use xen_store::Client;
 
 use crate::options::Options;
 use crate::vm::{Stop, Stopper};
 
-const HELP: &str = "commands: info, evtchn-list, evtchn-inject PORT, quit, help";
+const HELP: &str = "commands: info, evtchn-list, evtchn-inject PORT, xenstore-ls [PATH], \
+    xenstore-read PATH, xenstore-write PATH VALUE, xenstore-rm PATH, \
+    shutdown poweroff|reboot|suspend|halt, quit, help (XenStore paths not starting with / \
+    are the guest's: /local/domain/<domid>/PATH)";
 
 /// What the monitor reaches: the Xen domain (if any) and the rest.
 #[derive(Clone)]
@@ -50,7 +61,13 @@ impl Monitor {
                 format!("xen {xen} vcpus {} memory {} MiB", o.cpus, o.memory >> 20)
             }
             (["quit"], _) => "ok".into(),
+            ([cmd, ..], Some(d)) if cmd.starts_with("xenstore-") || *cmd == "shutdown" => {
+                xenstore(d, line)
+            }
             (["evtchn-list" | "evtchn-inject", ..], None) => "error: Xen is off".into(),
+            ([cmd, ..], None) if cmd.starts_with("xenstore-") || *cmd == "shutdown" => {
+                "error: Xen is off".into()
+            }
             (["evtchn-list"], Some(d)) => {
                 let ports = d.channels().list(d.memory());
                 let mut s = String::new();
@@ -80,7 +97,8 @@ impl Monitor {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { return };
             let reply = self.command(&line);
-            if !reply.is_empty() && writeln!(out, "{reply}").is_err() {
+            // Every command gets its reply line, an empty value too.
+            if !line.trim().is_empty() && writeln!(out, "{reply}").is_err() {
                 return;
             }
             if line.split_whitespace().eq(["quit"]) {
@@ -105,4 +123,73 @@ impl Monitor {
         thread::Builder::new().name("monitor".into()).spawn(serve)?;
         Ok(())
     }
+}
+
+/// The XenStore commands: what `xenstore-ls`, `-read`, `-write`, `-rm`
+/// and `xl shutdown` do, as the back-end domain (every node readable).
+fn xenstore(d: &XenDomain<GuestMemoryMmap>, line: &str) -> String {
+    let Some(client) = d.store_client() else {
+        return "error: the domain has no XenStore".into();
+    };
+    let home = Client::domain_path(d.config().domid);
+    let abs = |p: &str| {
+        if p.starts_with('/') {
+            p.to_owned()
+        } else {
+            format!("{home}/{p}")
+        }
+    };
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or_default();
+    let path = words.next();
+    let reply = match (cmd, path) {
+        ("xenstore-read", Some(p)) => client
+            .read(&abs(p))
+            .map(|v| String::from_utf8_lossy(&v).into_owned()),
+        ("xenstore-write", Some(p)) => {
+            // The value is the rest of the line, spaces included.
+            let value = line
+                .trim_start()
+                .splitn(3, char::is_whitespace)
+                .nth(2)
+                .unwrap_or("")
+                .trim_start();
+            client.write(&abs(p), value).map(|()| "ok".into())
+        }
+        ("xenstore-rm", Some(p)) => client.rm(&abs(p)).map(|()| "ok".into()),
+        ("xenstore-ls", p) => {
+            let root = abs(p.unwrap_or(&home));
+            let mut out = Vec::new();
+            list(&client, &root, 0, &mut out).map(|()| out.join("\n"))
+        }
+        ("shutdown", Some(how)) => d.request_shutdown(how).map(|()| "ok".into()),
+        _ => return format!("error: usage: {HELP}"),
+    };
+    reply.unwrap_or_else(|e| format!("error: {e:?}"))
+}
+
+/// `xenstore-ls` of `path`: each node as `name = "value"`, children
+/// indented under it.
+fn list(
+    client: &Client,
+    path: &str,
+    depth: usize,
+    out: &mut Vec<String>,
+) -> Result<(), xen_abi::errno::XenErrno> {
+    for child in client.directory(path)? {
+        let full = if path == "/" {
+            format!("/{child}")
+        } else {
+            format!("{path}/{child}")
+        };
+        let value = client.read(&full).unwrap_or_default();
+        out.push(format!(
+            "{:indent$}{child} = \"{}\"",
+            "",
+            String::from_utf8_lossy(&value).escape_debug(),
+            indent = depth
+        ));
+        list(client, &full, depth + 1, out)?;
+    }
+    Ok(())
 }

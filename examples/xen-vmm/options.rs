@@ -66,6 +66,12 @@ pub(crate) struct Options {
     /// at its entry point
     #[arg(long, value_name = "FILE", verbatim_doc_comment)]
     pub(crate) elf: Option<PathBuf>,
+    /// Guest console: xen (the PV console, Linux's hvc0, on stdout and
+    /// stdin; the default), serial (no PV console: the 16550 only) or
+    /// none (no PV console, serial output dropped)
+    #[arg(long, value_name = "C", value_parser = Check(console), verbatim_doc_comment)]
+    #[arg(default_value = "xen", hide_default_value = true)]
+    pub(crate) console: ConsoleChoice,
     /// Log every hypercall with arguments and result (stderr)
     #[arg(long)]
     pub(crate) trace: bool,
@@ -130,6 +136,26 @@ fn xen(v: &str) -> Result<Option<XenVersion>, VersionError> {
     (v != "off").then(|| v.parse()).transpose()
 }
 
+/// Where the guest's console goes (`--console`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConsoleChoice {
+    /// The Xen PV console on stdout and stdin (and the serial port).
+    Xen,
+    /// The serial port only.
+    Serial,
+    /// Neither: serial output is dropped too.
+    None,
+}
+
+fn console(v: &str) -> Result<ConsoleChoice, &'static str> {
+    match v {
+        "xen" => Ok(ConsoleChoice::Xen),
+        "serial" => Ok(ConsoleChoice::Serial),
+        "none" => Ok(ConsoleChoice::None),
+        _ => Err("use xen, serial or none"),
+    }
+}
+
 fn accel(v: &str) -> Result<PathChoice, &'static str> {
     let choices = [
         ("auto", PathChoice::Auto),
@@ -187,10 +213,20 @@ mod tests {
             (1 << 30, 2, 0x40011)
         );
         assert!(parse("--xen-version off").unwrap().xen.is_none());
+        assert_eq!(parse("").unwrap().console, ConsoleChoice::Xen);
+        assert_eq!(
+            parse("--console serial").unwrap().console,
+            ConsoleChoice::Serial
+        );
+        assert_eq!(
+            parse("--console none").unwrap().console,
+            ConsoleChoice::None
+        );
         for (args, needle) in [
             ("--cpus 9", "--cpus 9: must be 1 to 4"),
             ("--memory 1M", "--memory 1M: must be between 16M and 64G"),
             ("--accel fast", "--accel fast: use auto, kernel or user"),
+            ("--console tty", "--console tty: use xen, serial or none"),
             ("--frobnicate", "unknown option --frobnicate"),
             ("--initrd x", "--kernel <FILE>|--elf <FILE>"),
             ("--kernel a --elf b", "cannot be used with"),

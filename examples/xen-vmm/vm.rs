@@ -31,7 +31,7 @@ use xen_kvm_accel::XenVcpu;
 use crate::boot::{self, PLATFORM_BAR1, PLATFORM_BAR1_SIZE, SPECIAL_PAGES};
 use crate::devices::{Bus, COM1_IRQ, print};
 use crate::monitor::Monitor;
-use crate::options::Options;
+use crate::options::{ConsoleChoice, Options};
 use crate::xen::Xen;
 
 /// Why the VM stopped.
@@ -223,7 +223,14 @@ pub(crate) fn run(o: &Options) -> Result<Stop> {
         .context("KVM_IRQFD")?;
     let domain = xen.as_ref().map(|x| x.kvm.domain().clone());
     let platform = domain.as_ref().map(|d| d.platform().clone());
-    let bus = Arc::new(Bus::new(serial_irq, stop.clone(), platform, o.trace)?);
+    let serial_out = o.console != ConsoleChoice::None;
+    let bus = Arc::new(Bus::new(
+        serial_irq,
+        stop.clone(),
+        platform,
+        o.trace,
+        serial_out,
+    )?);
     if let Some(path) = &o.monitor {
         let (stop, options) = (stop.clone(), o.clone());
         Monitor {

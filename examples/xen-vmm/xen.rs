@@ -4,7 +4,9 @@
 //! Everything Xen. The VMM describes the domain once (`DomainConfig`:
 //! vCPUs, version, memory map, vAPIC flags), says where the guest's
 //! console text, shutdown requests and platform-device events go
-//! (`Guest`), and how its MP table wires PCI INTx pins; `xen-kvm-accel`
+//! (`Guest`), and how its MP table wires PCI INTx pins; like a Xen
+//! toolstack it gives the guest a XenStore and (`--console xen`) a PV
+//! console on Xen's special pages, stdin feeding the console; `xen-kvm-accel`
 //! builds the `xen-domain` domain on the VM and hands back one `XenVcpu`
 //! per vCPU for the vCPU loop (`vm.rs`). The domain's timers and the
 //! callback line are served on an event thread of their own.
@@ -15,17 +17,18 @@ use anyhow::{Context, Result};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use xen_abi::sched::ShutdownReason;
+use xen_console::PvConsole;
 use xen_cpuid::XenVersion;
-use xen_domain::{DomainConfig, XenDomain};
+use xen_domain::{ConsoleSetup, DomainConfig, StoreSetup, XenDomain};
 use xen_hypercall::env::{Console, DomainEvents};
 use xen_hypercall::{HcResult, Hypercall};
 use xen_kvm_accel::{EventThread, XenKvm};
 use xen_platform_pci::PlatformEvents;
 
-use crate::boot::e820;
+use crate::boot::{CONSOLE_GFN, STORE_GFN, e820};
 use crate::devices::print;
 use crate::mptable::pci_intx_gsi;
-use crate::options::Options;
+use crate::options::{ConsoleChoice, Options};
 use crate::vm::{Stop, Stopper};
 
 /// One domain's Xen on the VM, and the thread serving its events.
@@ -87,7 +90,17 @@ impl Xen {
             .console(guest.clone())
             .events(guest.clone())
             .platform(Default::default(), guest)
-            .pci_intx_routing(Arc::new(pci_intx_gsi));
+            .pci_intx_routing(Arc::new(pci_intx_gsi))
+            .xenstore(StoreSetup {
+                gfn: STORE_GFN,
+                name: "xen-vmm-guest".into(),
+            });
+        if o.console == ConsoleChoice::Xen {
+            domain = domain.pv_console(ConsoleSetup {
+                gfn: CONSOLE_GFN,
+                writer: Box::new(GuestText),
+            });
+        }
         if o.trace {
             domain = domain.trace(Box::new(|v, call, r| {
                 eprintln!("{}", trace_line(v, call, r))
@@ -98,6 +111,9 @@ impl Xen {
             .build()
             .context("Xen setup")?;
         let events = kvm.spawn_event_thread().context("Xen's event thread")?;
+        if let Some(console) = kvm.domain().pv_console() {
+            forward_stdin(console.clone())?;
+        }
         Ok(Self {
             kvm,
             _events: events,
@@ -108,6 +124,37 @@ impl Xen {
     pub(crate) fn path(&self) -> String {
         format!("{:?} path: {}", self.kvm.path(), self.kvm.path_reason())
     }
+}
+
+/// The PV console's output: the guest's text, on stdout as it comes.
+struct GuestText;
+
+impl std::io::Write for GuestText {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        print(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Feeds stdin to the PV console (the guest's `hvc0` input) on a thread,
+/// until end of file.
+fn forward_stdin(console: Arc<PvConsole<GuestMemoryMmap>>) -> Result<()> {
+    let read = move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stdin, &mut buf) {
+            console.input(&buf[..n]);
+        }
+    };
+    std::thread::Builder::new()
+        .name("console-input".into())
+        .spawn(read)
+        .context("the console input thread")?;
+    Ok(())
 }
 
 /// Trace line for one hypercall: names, arguments, result.

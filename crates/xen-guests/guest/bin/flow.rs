@@ -13,9 +13,14 @@
 //! binds an IPI and VIRQ_TIMER, sends itself an event and takes the
 //! upcall, arms a PV timer and takes that, reads the wall clock and its
 //! pvclock, exchanges IPIs with every other vCPU (started by INIT/SIPI),
-//! and powers off with `SCHEDOP_shutdown`.
+//! sets up its grant table (finding the toolstack's reserved entries),
+//! reads its domid from XenStore, commits a transaction, takes a watch
+//! event, moves its console to the PV console ring, and powers off with
+//! `SCHEDOP_shutdown`.
 //!
 //! The command line (from `hvm_start_info`) can ask for a different end:
+//! `await-shutdown` waits for a toolstack request in XenStore's
+//! `control/shutdown` (`poweroff`, `reboot`) as Linux does,
 //! `crash` shuts down with reason crash, `hang` never shuts down, and
 //! `watchdog` arms a 1 s watchdog and then spins with interrupts off (Xen
 //! shuts the domain down with reason watchdog). A step that fails prints
@@ -28,6 +33,7 @@ use core::hint::spin_loop;
 use core::ptr::read_volatile;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use xen_guest_rt::pv::{console, gnttab, xs};
 use xen_guest_rt::xen::{self, evtchn, evtchnop, get, hypercall, install_hypercall_page, nr, put, upcall, xen_base};
 use xen_guest_rt::{Hex, Start, cpuid, entry, in16, in32, out16, out32, println, rdtsc};
 
@@ -37,6 +43,7 @@ const START_INFO_MAGIC: u32 = 0x336e_c578;
 const MAX_VCPUS: u64 = 4;
 const VIRQ_TIMER: u64 = 0;
 const SHUTDOWN_POWEROFF: u64 = 0;
+const SHUTDOWN_REBOOT: u64 = 1;
 const SHUTDOWN_CRASH: u64 = 3;
 
 /// A page of guest RAM for the vcpu_info of each vCPU (64 bytes each).
@@ -249,6 +256,149 @@ fn ap(vcpu: u64) -> u32 {
     0
 }
 
+/// A XenStore step that must succeed.
+fn xs_check<T>(step: &str, r: Result<T, xs::Error>) -> T {
+    r.unwrap_or_else(|e| {
+        println!("FAILED: XenStore ", step, ": ", *e.name());
+        shutdown(SHUTDOWN_CRASH)
+    })
+}
+
+/// Steps 14-16: the grant table, XenStore and the PV console, as a Linux
+/// front end sets them up.
+fn pv_io(bar1: u64) {
+    // 14. The grant table: version 1, its size, frame 0 in BAR1 and the
+    // toolstack's reserved entries in it.
+    let (rc, version) = gnttab::set_version(1);
+    check("GNTTABOP_set_version", rc);
+    let (rc, frames, max, status) = gnttab::query_size();
+    check("GNTTABOP_query_size", rc);
+    if status != 0 {
+        fail("GNTTABOP_query_size status", i64::from(status));
+    }
+    let frame0 = bar1 + 0x1000;
+    check(
+        "XENMEM_add_to_physmap(grant_table)",
+        gnttab::map_frame(0, frame0 >> 12),
+    );
+    let (flags, domid, frame) = gnttab::entry_v1(frame0, 1);
+    println!(
+        "flow: [14] grant table v",
+        version,
+        ", ",
+        frames,
+        " of ",
+        max,
+        " frames; frame 0 at GFN ",
+        Hex(frame0 >> 12),
+        ", ref 1 (XenStore): flags ",
+        Hex(flags),
+        " domain ",
+        domid,
+        " GFN ",
+        Hex(frame)
+    );
+
+    // 15. XenStore: where we are, our domid, a transaction and a watch.
+    let (pfn, port) = match xs::init() {
+        Ok(v) => v,
+        Err(rc) => fail("HVM_PARAM_STORE_PFN/EVTCHN", rc),
+    };
+    if u64::from(frame) != pfn {
+        fail("grant ref 1 does not name the XenStore page", i64::from(frame));
+    }
+    let mut id = [0u8; 16];
+    let n = xs_check("read domid", xs::read(0, b"domid", &mut id));
+    let mut home = [0u8; 64];
+    let len = xs_check(
+        "GET_DOMAIN_PATH",
+        xs::request(xs::GET_DOMAIN_PATH, 0, &[&id[..n], b"\0"], &mut home),
+    );
+    let home = &home[..len.saturating_sub(1)];
+    let tx = xs_check("TRANSACTION_START", xs::start());
+    let mut old = [0u8; 16];
+    let had = xs::read(tx, b"data/flow", &mut old).is_ok();
+    xs_check("write in the transaction", xs::write(tx, b"data/flow", b"1"));
+    xs_check("TRANSACTION_END", xs::end(tx, true));
+    let seen = xs::events();
+    xs_check("WATCH", xs::watch(b"data/flow-watch", b"flow"));
+    let initial = xs::wait_event(seen);
+    let seen = xs::events();
+    xs_check("write", xs::write(0, b"data/flow-watch", b"fired"));
+    if !initial || !xs::wait_event(seen) {
+        fail("no watch event from XenStore", 0);
+    }
+    println!(
+        "flow: [15] XenStore at GFN ",
+        Hex(pfn),
+        " port ",
+        port,
+        ": home ",
+        *home,
+        ", domid ",
+        *&id[..n],
+        ", transaction ",
+        tx,
+        " committed",
+        if had { " (over an old value)" } else { "" },
+        ", watch fired on ",
+        *xs::last_event().split(|&b| b == 0).next().unwrap_or(b"")
+    );
+
+    // 16. The PV console: from here on, text goes through its ring.
+    match console::init() {
+        Ok((pfn, port)) => {
+            xen_guest_rt::set_console_sink(console::write);
+            println!(
+                "flow: [16] PV console at GFN ",
+                Hex(pfn),
+                " port ",
+                port,
+                ": this line came through its ring"
+            );
+        }
+        Err(rc) => println!("flow: [16] no PV console (HVM_PARAM_CONSOLE_PFN: ", rc, ")"),
+    }
+}
+
+/// What Linux's `drivers/xen/manage.c` does: offer poweroff and reboot,
+/// watch `control/shutdown`, take a request in a transaction (writing ""
+/// back to acknowledge it) and act on it.
+fn await_shutdown() -> ! {
+    xs_check("feature-poweroff", xs::write(0, b"control/feature-poweroff", b"1"));
+    xs_check("feature-reboot", xs::write(0, b"control/feature-reboot", b"1"));
+    let mut seen = xs::events();
+    xs_check("WATCH control/shutdown", xs::watch(b"control/shutdown", b"shutdown"));
+    println!("flow: command line says await-shutdown: watching control/shutdown");
+    loop {
+        if !xs::wait_event(seen) {
+            continue;
+        }
+        seen = xs::events();
+        let mut cmd = [0u8; 32];
+        let tx = xs_check("TRANSACTION_START", xs::start());
+        let n = match xs::read(tx, b"control/shutdown", &mut cmd) {
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            let _ = xs::end(tx, false);
+            continue;
+        }
+        xs_check("acknowledge", xs::write(tx, b"control/shutdown", b""));
+        if xs::end(tx, true).is_err() {
+            continue; // EAGAIN: read it again, as Linux does.
+        }
+        let cmd = &cmd[..n];
+        println!("flow: control/shutdown says ", *cmd);
+        match cmd {
+            b"poweroff" | b"halt" => shutdown(SHUTDOWN_POWEROFF),
+            b"reboot" => shutdown(SHUTDOWN_REBOOT),
+            _ => println!("flow: unknown shutdown request ignored"),
+        }
+    }
+}
+
 fn main(start: Start) -> u32 {
     if start.vcpu != 0 {
         return ap(start.vcpu);
@@ -440,6 +590,11 @@ fn main(start: Start) -> u32 {
         println!("flow: [13] 1 vCPU: no IPIs between vCPUs");
     }
 
+    pv_io(bar1);
+
+    if has_word(line, b"await-shutdown") {
+        await_shutdown();
+    }
     if has_word(line, b"watchdog") {
         // SCHEDOP_watchdog {id 0 (a new one), timeout 1 s}, never fed.
         put(0, 0, 1 << 32);
@@ -462,7 +617,7 @@ fn main(start: Start) -> u32 {
         println!("flow: command line says crash: SCHEDOP_shutdown(crash)");
         shutdown(SHUTDOWN_CRASH);
     }
-    println!("flow: [14] done: SCHEDOP_shutdown(poweroff)");
+    println!("flow: [17] done: SCHEDOP_shutdown(poweroff)");
     shutdown(SHUTDOWN_POWEROFF)
 }
 
